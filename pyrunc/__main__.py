@@ -1,0 +1,3 @@
+from pyrunc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""What runs inside the new container before execve. The host side never imports this package."""

@@ -1,0 +1,1 @@
+"""The operations of the OCI lifecycle, one module per command."""

@@ -1,0 +1,1 @@
+"""The thin kernel layer: calls and errors, no policy."""

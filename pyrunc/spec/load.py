@@ -1,0 +1,38 @@
+"""Read a bundle's config.json; every way it can be unreadable becomes one clear PyruncError."""
+from __future__ import annotations
+
+import json
+import os
+
+from pyrunc.errors import PyruncError
+
+MAX_CONFIG_BYTES = 64 << 20
+
+
+def load_config(bundle: str) -> dict:
+    path = os.path.join(bundle, "config.json")
+    if not os.path.isdir(bundle):
+        what = "does not exist" if not os.path.exists(bundle) else "is not a directory"
+        raise PyruncError(f"bundle {bundle} {what}")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise PyruncError(f"bundle {bundle} has no config.json") from None
+    except OSError as e:
+        raise PyruncError(f"cannot read {path}: {e.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise PyruncError(f"{path} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PyruncError(f"{path}: not UTF-8 (byte {e.start})") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PyruncError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise PyruncError(f"{path}: JSON nested too deeply") from None
+    if not isinstance(config, dict):
+        raise PyruncError(f"{path}: the top level must be a JSON object")
+    return config

@@ -136,6 +136,9 @@ int pyrunc_ioprio_set(int which, int who, int ioprio) {
 int pyrunc_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode) {
     return (int)syscall(__NR_set_mempolicy, mode, nodemask, maxnode);
 }
+long pyrunc_keyctl(int cmd, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5) {
+    return syscall(SYS_keyctl, cmd, a2, a3, a4, a5);
+}
 /* attr points at a union bpf_attr laid out by the caller. */
 long pyrunc_bpf(int cmd, void *attr, unsigned int size) {
     return syscall(__NR_bpf, cmd, attr, size);

@@ -196,3 +196,12 @@ def bpf(cmd: int, attr: bytearray) -> int:
     buf = ffi.from_buffer(attr)
     ret = lib.pyrunc_bpf(cmd, buf, len(attr))
     return _check(ret, "bpf")
+
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def keyctl_join_session_keyring(name: str) -> int:
+    buf = ffi.new("char[]", name.encode())
+    return _check(lib.pyrunc_keyctl(KEYCTL_JOIN_SESSION_KEYRING, int(ffi.cast("uintptr_t", buf)),
+                                    0, 0, 0), "keyctl")

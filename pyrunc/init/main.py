@@ -1,0 +1,103 @@
+"""The container's init, from fork to execve: runtime.md's create (up to `ready`) and start.
+
+Until `ready`, every failure goes back to `create` over the channel as one line and create undoes
+everything. After `ready` the runtime has returned; like runc, failures then go to the container's
+stderr and the process exits.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import NoReturn
+
+from pyrunc import channel, hooks
+from pyrunc.errors import PyruncError
+from pyrunc.init import process, rootfs
+from pyrunc.init.stage1 import report_error
+from pyrunc.linux import syscalls as sc
+
+
+def _setup_console(console: socket.socket, proc: dict) -> None:
+    from pyrunc.linux import console as con
+    if not os.path.exists("/dev/ptmx"):
+        raise PyruncError("process.terminal needs /dev/ptmx in the container (mount devpts at /dev/pts)")
+    master, slave, slave_path = con.open_pty("/dev/ptmx")
+    size = proc.get("consoleSize")
+    if size:
+        con.set_size(master, size.get("height", 0), size.get("width", 0))
+    try:
+        if not os.path.exists("/dev/console"):
+            os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        sc.mount(slave_path, "/dev/console", None, sc.MS_BIND)
+    except OSError:
+        pass  # a read-only or absent /dev: the pty still works, as with runc
+    con.send_fd(console, master, slave_path)
+    os.close(master)
+    console.close()
+    con.make_controlling(slave)
+    os.close(slave)
+
+
+def _reopen_fifo(fifo_fd: int) -> int:
+    """Block until `start` opens the fifo: reopening our O_PATH fd through the container's procfs
+    reaches the fifo without any path into the host."""
+    return os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+
+
+def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fifo_fd: int,
+        console: socket.socket | None, no_pivot: bool, no_new_keyring: bool,
+        preserve_fds: int) -> NoReturn:
+    proc = config["process"]
+    linux = config.get("linux") or {}
+    in_userns = any(n.get("type") == "user" for n in linux.get("namespaces") or [])
+    try:
+        os.umask(0)
+        # no other process may reach our fds (the fifo) through /proc/PID/fd while we wait
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        channel.expect(sock, "go")
+        root = os.path.normpath(os.path.join(bundle, config["root"]["path"]))
+        rootfs.prepare(config, bundle, root)
+        channel.send(sock, "hooks")
+        oci_state = json.loads(channel.expect(sock, "ok") or "{}")
+        hooks.run(config, "createContainer", oci_state)
+        rootfs.pivot(root, no_pivot)
+        if config.get("hostname"):
+            sc.sethostname(config["hostname"])
+        if config.get("domainname"):
+            sc.setdomainname(config["domainname"])
+        if not no_new_keyring:
+            try:
+                sc.keyctl_join_session_keyring(f"_ses.{container_id}")
+            except OSError:
+                pass  # keyrings disabled or restricted (as inside some sandboxes): runc goes on too
+        if console is not None:
+            _setup_console(console, proc)
+        rootfs.finalize(config)
+        if linux.get("seccomp"):
+            from pyrunc.linux import seccomp
+            seccomp_filter = seccomp.compile(linux["seccomp"])
+        else:
+            seccomp_filter = None
+        path, argv, env = process.prepare(proc, in_userns)
+        if not os.path.exists(f"/proc/self/fd/{fifo_fd}"):
+            raise PyruncError("the container needs /proc mounted (config.json mounts) to be started")
+        channel.send(sock, "ready")
+        sock.close()
+    except BaseException as e:  # noqa: BLE001 - reported to create, which cleans up
+        report_error(sock, e)
+        os._exit(1)
+    try:
+        fd = _reopen_fifo(fifo_fd)
+        os.write(fd, b"0")
+        os.close(fd)
+        os.close(fifo_fd)
+        hooks.run(config, "startContainer", {**oci_state, "status": "running"})
+        if seccomp_filter is not None:
+            seccomp_filter.load()
+        user = proc.get("user") or {}
+        process.exec_(path, argv, env, user.get("umask", 0o022), preserve_fds)
+    except BaseException as e:  # noqa: BLE001
+        msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        os.write(2, f"pyrunc: container process: {msg}\n".encode(errors="replace"))
+        os._exit(127 if isinstance(e, OSError) else 1)

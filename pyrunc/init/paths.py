@@ -1,0 +1,76 @@
+"""Resolving paths inside the rootfs so that no symlink can lead outside it.
+
+Every lookup goes through openat2(RESOLVE_IN_ROOT): the kernel treats the rootfs fd as `/` for the
+whole walk, `..` and absolute symlinks included, and refuses magic links. Callers get an O_PATH fd
+and mount or create through it (`fd_path`), never through a path string that could be swapped.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+from pyrunc.errors import PyruncError
+from pyrunc.linux import syscalls as sc
+
+RESOLVE = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
+
+
+def fd_path(fd: int) -> str:
+    """A path the kernel resolves to exactly this fd's file (through the host's procfs)."""
+    return f"/proc/self/fd/{fd}"
+
+
+def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
+    return sc.openat2(root_fd, path.lstrip("/") or ".", flags, 0, RESOLVE)
+
+
+def _split(path: str) -> list[str]:
+    return [p for p in path.split("/") if p and p != "."]
+
+
+def mkdir_all(root_fd: int, path: str, mode: int = 0o755) -> int:
+    """Make every missing directory of `path` inside the root; returns an O_PATH fd of the last."""
+    parts = _split(path)
+    fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)
+    done: list[str] = []
+    for part in parts:
+        done.append(part)
+        try:
+            nfd = open_in_root(root_fd, "/".join(done), os.O_PATH | os.O_DIRECTORY)
+        except FileNotFoundError:
+            try:
+                os.mkdir(part, mode, dir_fd=fd)
+            except FileExistsError:
+                pass  # a dangling symlink, or made meanwhile: the open below decides
+            nfd = open_in_root(root_fd, "/".join(done), os.O_PATH | os.O_DIRECTORY)
+        except NotADirectoryError:
+            os.close(fd)
+            raise PyruncError(f"{'/' + '/'.join(done)} in the rootfs is not a directory") from None
+        os.close(fd)
+        fd = nfd
+    return fd
+
+
+def make_target(root_fd: int, path: str, is_dir: bool) -> int:
+    """Make a mount target (a directory, or an empty file for a file bind) and return an O_PATH fd
+    of it, resolved inside the root."""
+    if is_dir:
+        return mkdir_all(root_fd, path)
+    parts = _split(path)
+    if not parts:
+        raise PyruncError("cannot mount a file over the rootfs itself")
+    parent = mkdir_all(root_fd, "/".join(parts[:-1]))
+    try:
+        try:
+            return open_in_root(root_fd, "/".join(parts))
+        except FileNotFoundError:
+            pass
+        try:
+            os.close(os.open(parts[-1], os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o644, dir_fd=parent))
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+        return open_in_root(root_fd, "/".join(parts))
+    finally:
+        os.close(parent)

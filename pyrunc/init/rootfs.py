@@ -1,0 +1,248 @@
+"""The container's filesystem: config.md "Root" and "Mounts", config-linux.md "Rootfs Mount
+Propagation", "Masked Paths" and "Readonly Paths".
+
+`prepare` runs before pivot_root, with the host's / still visible: every mount target is resolved
+inside the rootfs (paths.py) and mounted through its fd. `pivot` switches root. `finalize` runs
+after, on the container's own paths.
+"""
+from __future__ import annotations
+
+import os
+
+from pyrunc.errors import PyruncError
+from pyrunc.init import devices, mountopts, paths
+from pyrunc.linux import syscalls as sc
+
+_ST_TO_MS = {  # statvfs f_flag bits -> mount(2) flags, for the flags a remount must keep
+    1: sc.MS_RDONLY, 2: sc.MS_NOSUID, 4: sc.MS_NODEV, 8: sc.MS_NOEXEC, 1024: sc.MS_NOATIME,
+    2048: sc.MS_NODIRATIME, 4096: sc.MS_RELATIME,
+}
+_LOCKED = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_NOATIME | sc.MS_NODIRATIME | sc.MS_RELATIME
+
+
+def mount_flags_of(path: str) -> int:
+    f = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _ST_TO_MS.items() if f & st)
+
+
+def _bundle_path(bundle: str, source: str) -> str:
+    return source if os.path.isabs(source) else os.path.join(bundle, source)
+
+
+def _remount(target_fd: int, flags: int, source_flags: int) -> None:
+    """Apply ro/nosuid/... to a fresh bind: the kernel ignores them on the bind itself. Flags the
+    source mount has locked (nosuid, nodev, noexec, atime) must be kept or the remount fails."""
+    keep = source_flags & _LOCKED
+    sc.mount(None, paths.fd_path(target_fd), None,
+             sc.MS_BIND | sc.MS_REMOUNT | keep | (flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)))
+
+
+def _after_mount(root_fd: int, dest: str, opts: mountopts.MountOptions) -> None:
+    fd = paths.open_in_root(root_fd, dest)
+    try:
+        for prop in opts.propagation:
+            sc.mount(None, paths.fd_path(fd), None, prop)
+        if opts.attr_set or opts.attr_clr:
+            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, opts.attr_set, opts.attr_clr)
+    finally:
+        os.close(fd)
+
+
+def mount_bind(root_fd: int, bundle: str, m: dict, opts: mountopts.MountOptions) -> None:
+    source = _bundle_path(bundle, m.get("source") or "")
+    if not os.path.exists(source):
+        raise PyruncError(f"mount {m['destination']}: source {source} does not exist")
+    target = paths.make_target(root_fd, m["destination"], os.path.isdir(source))
+    try:
+        sc.mount(source, paths.fd_path(target), None, sc.MS_BIND | (opts.flags & sc.MS_REC))
+    finally:
+        os.close(target)
+    if opts.flags & ~(sc.MS_BIND | sc.MS_REC):
+        fd = paths.open_in_root(root_fd, m["destination"])
+        try:
+            _remount(fd, opts.flags, mount_flags_of(source))
+        finally:
+            os.close(fd)
+
+
+def mount_fs(root_fd: int, m: dict, opts: mountopts.MountOptions) -> None:
+    kind = m["type"]
+    target = paths.make_target(root_fd, m["destination"], True)
+    try:
+        sc.mount(m.get("source") or kind, paths.fd_path(target), kind, opts.flags,
+                 ",".join(opts.data) or None)
+    finally:
+        os.close(target)
+
+
+def _own_cgroups() -> dict[str, str]:
+    """controller list (as /proc/self/cgroup names it) -> our cgroup path in that hierarchy."""
+    out = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            out[ctrls] = path
+    return out
+
+
+def _cgroup_hierarchies() -> list[tuple[str, str, str]]:
+    """(mountpoint, fstype, super options) of the host's cgroup mounts."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fstype, _, superopts = right.split()[:3]
+            if fstype in ("cgroup", "cgroup2"):
+                out.append((left.split()[4], fstype, superopts))
+    return out
+
+
+def mount_cgroup(root_fd: int, m: dict, opts: mountopts.MountOptions, cgroupns: bool) -> None:
+    """A cgroup mount shows the container its own cgroups: a fresh cgroup filesystem inside a
+    cgroup namespace, a bind of its own directories without one. On v1 and hybrid hosts that is a
+    tmpfs with one mount per hierarchy, as runc makes it."""
+    dest = m["destination"]
+    flags = opts.flags & ~sc.MS_RDONLY
+    hierarchies = _cgroup_hierarchies()
+    own = _own_cgroups()
+    pure_v2 = any(mp == "/sys/fs/cgroup" and t == "cgroup2" for mp, t, _ in hierarchies)
+
+    def one(sub: str, fstype: str, controllers: str, host_mp: str, own_path: str) -> None:
+        target = paths.make_target(root_fd, os.path.join(dest, sub), True)
+        try:
+            if cgroupns:
+                sc.mount(fstype, paths.fd_path(target), fstype, flags | opts.flags & sc.MS_RDONLY,
+                         controllers or None)
+            else:
+                src = os.path.join(host_mp, own_path.lstrip("/"))
+                sc.mount(src, paths.fd_path(target), None, sc.MS_BIND | sc.MS_REC)
+                fd = paths.open_in_root(root_fd, os.path.join(dest, sub))
+                try:
+                    _remount(fd, opts.flags, mount_flags_of(src))
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(target)
+
+    if pure_v2:
+        one("", "cgroup2", "", "/sys/fs/cgroup", own.get("", "/"))
+        return
+    target = paths.make_target(root_fd, dest, True)
+    try:
+        sc.mount("tmpfs", paths.fd_path(target), "tmpfs", flags, "mode=755")
+    finally:
+        os.close(target)
+    for mp, fstype, superopts in hierarchies:
+        if not mp.startswith("/sys/fs/cgroup/"):
+            continue
+        sub = mp[len("/sys/fs/cgroup/"):]
+        if fstype == "cgroup2":
+            one(sub, "cgroup2", "", mp, own.get("", "/"))
+            continue
+        ctrls = [o for o in superopts.split(",") if o not in ("rw", "ro") and not o.startswith(("release_agent", "clone_children", "xattr", "noprefix"))]
+        key = ",".join(c for c in ctrls)
+        own_path = own.get(key) or own.get(",".join(sorted(ctrls))) or "/"
+        one(sub, "cgroup", key, mp, own_path)
+    if opts.flags & sc.MS_RDONLY:
+        fd = paths.open_in_root(root_fd, dest)
+        try:
+            sc.mount(None, paths.fd_path(fd), None, sc.MS_REMOUNT | sc.MS_RDONLY | flags, "mode=755")
+        finally:
+            os.close(fd)
+
+
+def prepare(config: dict, bundle: str, rootfs: str) -> None:
+    linux = config.get("linux") or {}
+    kinds = {n.get("type") for n in linux.get("namespaces") or [] if not n.get("path")}
+    prop = mountopts.PROPAGATION.get(linux.get("rootfsPropagation") or "rslave")
+    if prop is None:
+        raise PyruncError(f"unknown rootfsPropagation {linux['rootfsPropagation']!r}")
+    # by default (rslave) the host never sees our mounts; MS_REC so every submount follows
+    sc.mount(None, "/", None, prop | sc.MS_REC)
+    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)  # pivot_root needs a mount point
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for m in config.get("mounts") or []:
+            try:
+                _mount_one(root_fd, bundle, m, "cgroup" in kinds)
+            except OSError as e:
+                raise PyruncError(f"cannot mount {m.get('type') or 'bind'} on "
+                                  f"{m.get('destination')}: {e.strerror}") from None
+        if devices.needs_setup(config.get("mounts") or []):
+            devices.setup(root_fd, linux, "user" in {n.get("type") for n in linux.get("namespaces") or []})
+        cwd = (config.get("process") or {}).get("cwd") or "/"
+        os.close(paths.mkdir_all(root_fd, cwd))
+    finally:
+        os.close(root_fd)
+
+
+def _mount_one(root_fd: int, bundle: str, m: dict, cgroupns: bool) -> None:
+    dest = m.get("destination") or ""
+    if not dest.startswith("/"):
+        dest = "/" + dest  # runc's rule for old configs with relative destinations
+    m = {**m, "destination": dest}
+    opts = mountopts.parse(m.get("options"))
+    if m.get("type") == "bind":
+        opts.flags |= sc.MS_BIND
+    if opts.is_bind:
+        mount_bind(root_fd, bundle, m, opts)
+    elif m.get("type") == "cgroup":
+        mount_cgroup(root_fd, m, opts, cgroupns)
+        return
+    else:
+        if not m.get("type"):
+            raise PyruncError(f"mount {dest}: no type given")
+        mount_fs(root_fd, m, opts)
+    _after_mount(root_fd, dest, opts)
+
+
+def pivot(rootfs: str, no_pivot: bool) -> None:
+    if no_pivot:
+        os.chdir(rootfs)
+        sc.mount(rootfs, "/", None, sc.MS_MOVE)
+        os.chroot(".")
+        os.chdir("/")
+        return
+    old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new)
+        sc.pivot_root(".", ".")  # the old root now sits under the new one, at the same place
+        os.fchdir(old)
+        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)  # our unmount must not reach the host
+        sc.umount2(".", sc.MNT_DETACH)
+        os.chdir("/")
+    finally:
+        os.close(old)
+        os.close(new)
+
+
+def _mask(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    import stat
+    if stat.S_ISDIR(st.st_mode):
+        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY)
+    else:
+        sc.mount("/dev/null", path, None, sc.MS_BIND)
+
+
+def _readonly(path: str) -> None:
+    try:
+        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+    except FileNotFoundError:
+        return
+    sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | (mount_flags_of(path) & _LOCKED))
+
+
+def finalize(config: dict) -> None:
+    """After pivot_root: readonly and masked paths, then the read-only root."""
+    linux = config.get("linux") or {}
+    for p in linux.get("readonlyPaths") or []:
+        _readonly(p)
+    for p in linux.get("maskedPaths") or []:
+        _mask(p)
+    if (config.get("root") or {}).get("readonly"):
+        sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | (mount_flags_of("/") & _LOCKED))

@@ -1,0 +1,72 @@
+"""The first child of `create`: it enters the container's namespaces and forks the init into them.
+
+A process cannot move itself into a new pid (or time) namespace, only its children, so this stage
+exists to join the `path` namespaces, unshare the new ones (asking the runtime to write the uid/gid
+maps between user and the rest), fork the container's init, report its pid and exit.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+from typing import NoReturn
+
+from pyrunc import channel
+from pyrunc.linux import namespaces as ns
+from pyrunc.linux import syscalls as sc
+
+
+def report_error(sock: socket.socket, exc: BaseException) -> None:
+    if isinstance(exc, OSError) and exc.strerror:
+        msg = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        msg = str(exc) or type(exc).__name__
+    if os.environ.get("PYRUNC_DEBUG"):
+        msg += " | " + " ".join(traceback.format_exception(exc)).replace("\n", " ")
+    try:
+        channel.send(sock, "error", msg)
+    except OSError:
+        pass
+
+
+def _write_time_offsets(offsets: dict) -> None:
+    lines = "".join(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n"
+                    for clock, o in offsets.items())
+    with open("/proc/self/timens_offsets", "w") as f:
+        f.write(lines)
+
+
+def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fifo_fd: int,
+        console: socket.socket | None, no_pivot: bool, no_new_keyring: bool,
+        preserve_fds: int) -> NoReturn:
+    code = 1
+    try:
+        channel.expect(sock, "go")
+        linux = config.get("linux") or {}
+        namespaces = linux.get("namespaces") or []
+        ns.join(ns.open_paths(namespaces))
+        flags = ns.new_flags(namespaces)
+        if flags & sc.CLONE_NEWUSER:
+            sc.unshare(sc.CLONE_NEWUSER)
+            channel.send(sock, "maps")
+            channel.expect(sock, "ok")
+            flags &= ~sc.CLONE_NEWUSER
+        if any(n.get("type") == "user" for n in namespaces):
+            try:  # become the namespace's root, if it has one
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+            except OSError:
+                pass
+        sc.unshare(flags)
+        if flags & sc.CLONE_NEWTIME and linux.get("timeOffsets"):
+            _write_time_offsets(linux["timeOffsets"])
+        pid = os.fork()
+        if pid == 0:
+            from pyrunc.init.main import run as run_init
+            run_init(sock, config, bundle, container_id, fifo_fd=fifo_fd, console=console,
+                     no_pivot=no_pivot, no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
+        channel.send(sock, "pid", str(pid))
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - everything goes back to the runtime as one line
+        report_error(sock, e)
+    os._exit(code)

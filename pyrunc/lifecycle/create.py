@@ -1,0 +1,215 @@
+"""`create`: runtime.md's create operation, read top to bottom.
+
+1. load and validate config.json; claim the ID (mkdir of the state dir) and hold its lock;
+2. make the exec fifo and the cgroup;
+3. fork the first child (pyrunc.init.stage1), place it in the cgroup, write its uid/gid maps when it
+   asks, and learn the pid of the container's init it forks into the new pid namespace;
+4. let the init build the rootfs; run prestart and createRuntime hooks when it asks;
+5. when the init says `ready` (it then blocks on the exec fifo until `start`), record the state.
+Any failure undoes every earlier step: no process, cgroup or state dir is left behind.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+from pyrunc import channel, state
+from pyrunc.errors import PyruncError
+
+
+def _now() -> str:
+    t = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1_000_000_000)) + f".{t % 1_000_000_000:09d}Z"
+
+
+def _write_id_maps(pid: int, linux: dict) -> None:
+    for kind in ("uid", "gid"):
+        maps = linux.get(f"{kind}Mappings") or []
+        if not maps:
+            continue
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+        try:
+            with open(f"/proc/{pid}/{kind}_map", "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise PyruncError(f"cannot write {kind}Mappings: {e.strerror}") from None
+
+
+def _root_host_id(linux: dict, kind: str) -> int:
+    """The host id the container's root maps to (0 without a user namespace)."""
+    for m in linux.get(f"{kind}Mappings") or []:
+        if m["containerID"] <= 0 < m["containerID"] + m["size"]:
+            return m["hostID"] - m["containerID"]
+    return 0
+
+
+def _connect_console(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise PyruncError(f"cannot connect to console socket {path}: {e.strerror}") from None
+    return sock
+
+
+def _kill_and_wait(pid: int, timeout: float = 10.0) -> None:
+    """SIGKILL a process that may not be our child, and wait until it is gone (or a zombie)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        if state.process_start_time(pid) is None:
+            return
+        time.sleep(0.002)
+
+
+def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
+           console_socket: str | None = None, no_pivot: bool = False,
+           no_new_keyring: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False,
+           console_sock: socket.socket | None = None) -> dict:
+    """Create the container and return its state.json contents. `console_sock`, an already
+    connected socket, takes the place of `console_socket` for `run` in the foreground."""
+    from pyrunc.spec.load import load_config
+    from pyrunc.spec.validate import check
+
+    state.check_id(container_id)
+    bundle = os.path.abspath(bundle)
+    config = load_config(bundle)
+    check(config, bundle)
+    process = config.get("process")
+    if not process:
+        raise PyruncError("config.json has no process to run")
+    terminal = bool(process.get("terminal"))
+    if terminal and console_socket is None and console_sock is None:
+        raise PyruncError("cannot allocate tty if pyrunc will detach without setting console socket")
+    if not terminal and console_socket is not None:
+        raise PyruncError("cannot use console socket if pyrunc will not detach or allocate tty")
+    if preserve_fds < 0:
+        raise PyruncError("--preserve-fds must not be negative")
+    linux = config.get("linux") or {}
+    rootfs = os.path.join(bundle, config["root"]["path"])
+
+    path = state.claim(root, container_id)
+    lock_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    import fcntl
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    record = {
+        "ociVersion": config.get("ociVersion", ""), "id": container_id, "pid": 0,
+        "status": "creating", "bundle": bundle, "rootfs": os.path.normpath(rootfs),
+        "created": _now(), "owner": "", "annotations": config.get("annotations") or {},
+        "config": config,
+    }
+    mgr = None
+    init_pid = 0
+    to_close: list = []
+    try:
+        state.write(path, record)
+        fifo = os.path.join(path, state.EXEC_FIFO)
+        os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)
+        os.chown(fifo, _root_host_id(linux, "uid"), _root_host_id(linux, "gid"))
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        to_close.append(fifo_fd)
+
+        from pyrunc.cgroups import Manager
+        mgr = Manager.for_container(container_id, linux.get("cgroupsPath"), linux.get("resources"),
+                                    systemd_cgroup)
+        mgr.create()
+
+        if terminal and console_sock is None:
+            console_sock = _connect_console(console_socket)
+            to_close.append(console_sock)
+
+        parent, child = channel.pair()
+        to_close += [parent]
+        first = os.fork()
+        if first == 0:  # the child: never returns
+            parent.close()
+            os.close(lock_fd)  # an inherited flock would block `start` until the init execs
+            from pyrunc.init.stage1 import run
+            run(child, config, bundle, container_id, fifo_fd=fifo_fd,
+                console=console_sock if terminal else None, no_pivot=no_pivot,
+                no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
+        child.close()
+        try:
+            mgr.add(first)
+            channel.send(parent, "go")
+            while True:
+                word, arg = channel.recv(parent)
+                if word == "maps":
+                    _write_id_maps(first, linux)
+                    channel.send(parent, "ok")
+                elif word == "pid":
+                    init_pid = int(arg)
+                    break
+                elif word == "error":
+                    raise PyruncError(arg)
+                else:
+                    raise PyruncError("container setup exited before the container's init started")
+        finally:
+            os.waitpid(first, 0)
+        record["pid"] = init_pid
+        record["init_start_time"] = state.process_start_time(init_pid)
+        record["cgroup"] = mgr.to_state()
+        channel.send(parent, "go")
+        channel.expect(parent, "hooks")
+        from pyrunc import hooks
+        oci = {"ociVersion": record["ociVersion"], "id": container_id, "status": "creating",
+               "pid": init_pid, "bundle": bundle, "annotations": record["annotations"]}
+        hooks.run(config, "prestart", oci)
+        hooks.run(config, "createRuntime", oci)
+        import json
+        channel.send(parent, "ok", json.dumps(oci))
+        channel.expect(parent, "ready")
+        record["status"] = "created"
+        state.write(path, record)
+        if pid_file:
+            _write_pid_file(pid_file, init_pid)
+        return record
+    except BaseException:
+        if init_pid:
+            _kill_and_wait(init_pid)
+        if mgr is not None:
+            try:
+                mgr.destroy()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+        import shutil
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        for item in to_close:
+            item.close() if hasattr(item, "close") else os.close(item)
+        os.close(lock_fd)
+
+
+def _write_pid_file(pid_file: str, pid: int) -> None:
+    """Atomically, as runc does: a reader never sees an empty pid file."""
+    pid_file = os.path.abspath(pid_file)
+    tmp = os.path.join(os.path.dirname(pid_file), f".{os.path.basename(pid_file)}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, pid_file)
+    except OSError as e:
+        raise PyruncError(f"cannot write pid file {pid_file}: {e.strerror}") from None
+
+
+def main(g, flags: dict, args: list[str]) -> int:
+    if len(args) != 1:
+        raise PyruncError(f"create takes exactly one container id, got {len(args)} arguments")
+    create(g.root, args[0], flags.get("bundle") or ".", pid_file=flags.get("pid_file"),
+           console_socket=flags.get("console_socket"), no_pivot=flags.get("no_pivot", False),
+           no_new_keyring=flags.get("no_new_keyring", False),
+           preserve_fds=flags.get("preserve_fds", 0), systemd_cgroup=g.systemd_cgroup)
+    return 0

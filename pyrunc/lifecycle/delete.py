@@ -1,0 +1,76 @@
+"""`delete`: runtime.md's delete operation. A created or stopped container goes; a running one only
+with --force (SIGKILL first). Its cgroup and state dir are removed and poststop hooks run."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+from pyrunc import state
+from pyrunc.errors import PyruncError
+
+
+def _wait_gone(record: dict, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while state.init_alive(record):
+        if time.monotonic() > deadline:
+            raise PyruncError(f"container init {record['pid']} did not die after SIGKILL")
+        try:
+            os.waitpid(record["pid"], os.WNOHANG)  # ours to reap when we are `run`
+        except ChildProcessError:
+            pass
+        time.sleep(0.002)
+
+
+def destroy(path: str, record: dict) -> None:
+    """Tear down what create made: processes, cgroup, state dir; then poststop hooks."""
+    if state.init_alive(record):
+        try:
+            os.kill(record["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _wait_gone(record)
+    if record.get("cgroup"):
+        from pyrunc.cgroups import Manager
+        mgr = Manager.from_state(record["cgroup"])
+        mgr.signal_all(signal.SIGKILL)  # processes outside the init's pid namespace
+        mgr.destroy()
+    oci = state.oci_state(path, record)
+    shutil.rmtree(path, ignore_errors=True)
+    config = record.get("config") or {}
+    from pyrunc import hooks
+    if hooks.of(config, "poststop"):
+        try:
+            hooks.run(config, "poststop", {**oci, "status": "stopped"})
+        except PyruncError as e:  # runtime.md: a poststop failure is logged, delete goes on
+            import sys
+            sys.stderr.write(f"pyrunc: warning: {e}\n")
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    with state.locked(root, container_id) as path:
+        try:
+            record = state.read(root, container_id)
+        except PyruncError:
+            if force:  # a state dir left by a crash: remove what is there
+                shutil.rmtree(path, ignore_errors=True)
+                return
+            raise
+        status = state.status(path, record)
+        if status in ("running", "paused") and not force:
+            raise PyruncError(f"cannot delete container {container_id} that is not stopped: {status}")
+        if status == "paused" and record.get("cgroup"):
+            from pyrunc.cgroups import Manager
+            Manager.from_state(record["cgroup"]).thaw()
+        destroy(path, record)
+
+
+def main(g, flags: dict, args: list[str]) -> int:
+    try:
+        delete(g.root, args[0], flags.get("force", False))
+    except PyruncError as e:
+        if flags.get("force") and "does not exist" in str(e):
+            return 0  # runc: delete --force of a missing container succeeds
+        raise
+    return 0

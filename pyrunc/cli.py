@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                                     stop_at_positional=True)
         for k, v in gflags.items():
             setattr(g, k, v) if hasattr(g, k) else g.extra.__setitem__(k, v)
+        if g.debug:
+            os.environ["PYRUNC_DEBUG"] = "1"  # the container-side stages report tracebacks too
         if g.log_format not in ("text", "json"):
             raise UsageError(f"unknown log-format {g.log_format!r} (want text or json)")
         if gflags.get("version"):

@@ -96,11 +96,21 @@ class Runtime:
 
     def __call__(self, *args: str, check: bool = False, timeout: float = 60, **kw
                  ) -> subprocess.CompletedProcess:
-        kw.setdefault("capture_output", True)
-        kw.setdefault("text", True)
         if "stdin" not in kw and "input" not in kw:
             kw["stdin"] = subprocess.DEVNULL
-        p = subprocess.run(self.cmd(*args), timeout=timeout, **kw)
+        if "stdout" in kw or "capture_output" in kw:
+            p = subprocess.run(self.cmd(*args), timeout=timeout, **kw)
+        else:
+            # Files, not pipes: a detached container keeps the stdio create gave it, and a pipe
+            # would not reach EOF until the container exits (runc behaves the same).
+            import tempfile
+            with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+                rc = subprocess.run(self.cmd(*args), timeout=timeout, stdout=out, stderr=err,
+                                    **kw).returncode
+                out.seek(0)
+                err.seek(0)
+                p = subprocess.CompletedProcess(self.cmd(*args), rc, out.read().decode(errors="replace"),
+                                                err.read().decode(errors="replace"))
         if check and p.returncode != 0:
             raise AssertionError(f"pyrunc {' '.join(args)} failed ({p.returncode}): {p.stderr}")
         return p

@@ -1,0 +1,59 @@
+"""The library surface: what the CLI does, callable from Python without a subprocess.
+
+    from pyrunc.api import Container
+    c = Container.create("web", bundle="/srv/bundle", root="/run/pyrunc")
+    c.start(); print(c.state()["status"]); c.kill("TERM"); c.delete(force=True)
+
+Each method imports its operation's module when called, so importing this module costs nothing.
+Failures raise pyrunc.errors.PyruncError (or OSError from the kernel).
+"""
+from __future__ import annotations
+
+import signal as _signal
+from dataclasses import dataclass
+
+from pyrunc.errors import PyruncError
+
+DEFAULT_ROOT = "/run/pyrunc"
+
+__all__ = ["Container", "PyruncError", "list_containers", "DEFAULT_ROOT"]
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    root: str = DEFAULT_ROOT
+
+    @classmethod
+    def create(cls, container_id: str, bundle: str, root: str = DEFAULT_ROOT, **opts) -> "Container":
+        """opts: pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds, systemd_cgroup."""
+        from pyrunc.lifecycle.create import create
+        create(root, container_id, bundle, **opts)
+        return cls(container_id, root)
+
+    @classmethod
+    def run(cls, container_id: str, bundle: str, root: str = DEFAULT_ROOT, **opts) -> int:
+        """Foreground unless detach=True; returns the exit code (0 when detached)."""
+        from pyrunc.lifecycle.run import run
+        return run(root, container_id, bundle, **opts)
+
+    def start(self) -> None:
+        from pyrunc.lifecycle.start import start
+        start(self.root, self.id)
+
+    def state(self) -> dict:
+        from pyrunc.lifecycle.state_cmd import query
+        return query(self.root, self.id)
+
+    def kill(self, sig: int | str = _signal.SIGTERM, all_processes: bool = False) -> None:
+        from pyrunc.lifecycle.kill import kill, parse_signal
+        kill(self.root, self.id, parse_signal(sig) if isinstance(sig, str) else int(sig), all_processes)
+
+    def delete(self, force: bool = False) -> None:
+        from pyrunc.lifecycle.delete import delete
+        delete(self.root, self.id, force)
+
+
+def list_containers(root: str = DEFAULT_ROOT) -> list[dict]:
+    from pyrunc.lifecycle.list_cmd import entries
+    return entries(root)

@@ -79,6 +79,15 @@ def _mounts() -> set[str]:
         return {line.split()[4] for line in f}
 
 
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for whoever it was reparented to."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
 class Runtime:
     """Drives the pyrunc CLI with this test's own --root and remembers the IDs it made."""
 
@@ -131,7 +140,7 @@ def runtime(tmp_path) -> Runtime:
         if st.returncode == 0:
             pid = json.loads(st.stdout).get("pid") or 0
             rt("delete", "--force", cid)
-            if pid and Path(f"/proc/{pid}").exists():
+            if pid and _alive(pid):
                 leftovers.append(f"process {pid} of {cid}")
         for cg in Path("/sys/fs/cgroup").glob(f"*/**/{cid}"):
             leftovers.append(f"cgroup {cg}")

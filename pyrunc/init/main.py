@@ -18,6 +18,17 @@ from pyrunc.init.stage1 import report_error
 from pyrunc.linux import syscalls as sc
 
 
+def _preload(config: dict, terminal: bool) -> None:
+    """Import now what is needed after pivot_root: from then on pyrunc's own files (and Python's
+    standard library) are no longer visible, so an import there fails."""
+    if terminal:
+        import pyrunc.linux.console  # noqa: F401
+    if hooks.of(config, "startContainer"):
+        import subprocess  # noqa: F401
+    if (config.get("linux") or {}).get("seccomp"):
+        import pyrunc.linux.seccomp  # noqa: F401
+
+
 def _setup_console(console: socket.socket, proc: dict) -> None:
     from pyrunc.linux import console as con
     if not os.path.exists("/dev/ptmx"):
@@ -53,6 +64,7 @@ def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fi
     in_userns = any(n.get("type") == "user" for n in linux.get("namespaces") or [])
     try:
         os.umask(0)
+        _preload(config, console is not None)
         # no other process may reach our fds (the fifo) through /proc/PID/fd while we wait
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         channel.expect(sock, "go")

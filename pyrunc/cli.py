@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
 STR, INT, BOOL = "str", "int", "bool"
 
@@ -54,15 +53,17 @@ class UsageError(Exception):
     """Bad command line: one line on stderr, exit 1."""
 
 
-@dataclass
 class Globals:
-    root: str = "/run/pyrunc"
-    log: str | None = None
-    log_format: str = "text"
-    debug: bool = False
-    systemd_cgroup: bool = False
-    rootless: str = "auto"
-    extra: dict = field(default_factory=dict)
+    """The global flags. A plain class: importing dataclasses costs more than the whole `state`."""
+
+    def __init__(self) -> None:
+        self.root = "/run/pyrunc"
+        self.log: str | None = None
+        self.log_format = "text"
+        self.debug = False
+        self.systemd_cgroup = False
+        self.rootless = "auto"
+        self.extra: dict = {}
 
 
 def _parse_flags(argv: list[str], spec: dict[str, str], stop_at_positional: bool

@@ -10,8 +10,6 @@ import fcntl
 import json
 import os
 import re
-from contextlib import contextmanager
-from typing import Iterator
 
 from pyrunc.errors import PyruncError
 
@@ -51,21 +49,46 @@ def claim(root: str, container_id: str) -> str:
     return path
 
 
-@contextmanager
-def locked(root: str, container_id: str) -> Iterator[str]:
-    """Hold an exclusive flock on the container's directory; it must exist (and still exist)."""
-    path = container_dir(root, container_id)
+class locked:
+    """`with locked(root, id) as path:` holds an exclusive flock on the container's directory,
+    which must exist (and still exist once we hold it). A class, not @contextmanager: contextlib
+    is not worth its import on every command."""
+
+    def __init__(self, root: str, container_id: str) -> None:
+        self.id = container_id
+        self.path = container_dir(root, container_id)
+        self.fd = -1
+
+    def __enter__(self) -> str:
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PyruncError(f"container {self.id!r} does not exist") from None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        if os.fstat(self.fd).st_nlink == 0:  # deleted while we waited
+            os.close(self.fd)
+            raise PyruncError(f"container {self.id!r} does not exist")
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
+def remove(path: str) -> None:
+    """Remove a container's state dir (flat: state.json, exec.fifo, temporaries)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        raise PyruncError(f"container {container_id!r} does not exist") from None
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_nlink == 0:  # deleted while we waited
-            raise PyruncError(f"container {container_id!r} does not exist")
-        yield path
-    finally:
-        os.close(fd)
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 def write(path: str, state: dict) -> None:

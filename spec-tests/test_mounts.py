@@ -435,6 +435,10 @@ def _userns_config(bundle, size: int = 65536, host: int = 100000) -> None:
     bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["type"] != "devpts"] + [
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}]
+    d = bundle.path
+    while d != d.parent:  # the mapped root must reach its rootfs through pytest's 0700 dirs
+        d.chmod(d.stat().st_mode | 0o005)
+        d = d.parent
     for root, dirs, files in os.walk(bundle.rootfs):
         for n in dirs + files:
             os.lchown(os.path.join(root, n), host, host)

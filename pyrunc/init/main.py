@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import NoReturn
+TYPE_CHECKING = False  # typing itself costs milliseconds on every command
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 from pyrunc import channel, hooks
 from pyrunc.errors import PyruncError
@@ -83,6 +85,9 @@ def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fi
                 sc.keyctl_join_session_keyring(f"_ses.{container_id}")
             except OSError:
                 pass  # keyrings disabled or restricted (as inside some sandboxes): runc goes on too
+        if linux.get("sysctl"):  # before finalize: readonlyPaths usually include /proc/sys
+            from pyrunc.init import sysctl
+            sysctl.apply(linux["sysctl"])
         if console is not None:
             _setup_console(console, proc)
         rootfs.finalize(config)
@@ -91,7 +96,9 @@ def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fi
             seccomp_filter = seccomp.compile(linux["seccomp"])
         else:
             seccomp_filter = None
-        path, argv, env = process.prepare(proc, in_userns)
+        # seccomp is loaded inside prepare, at runc's point (before the capability drop without
+        # noNewPrivileges, last with it); after it every syscall of ours must pass the filter
+        path, argv, env = process.prepare(proc, in_userns, linux, seccomp_filter, oci_state)
         if not os.path.exists(f"/proc/self/fd/{fifo_fd}"):
             raise PyruncError("the container needs /proc mounted (config.json mounts) to be started")
         channel.send(sock, "ready")
@@ -105,8 +112,6 @@ def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fi
         os.close(fd)
         os.close(fifo_fd)
         hooks.run(config, "startContainer", {**oci_state, "status": "running"})
-        if seccomp_filter is not None:
-            seccomp_filter.load()
         user = proc.get("user") or {}
         process.exec_(path, argv, env, user.get("umask", 0o022), preserve_fds)
     except BaseException as e:  # noqa: BLE001

@@ -5,8 +5,6 @@ anything not in it is filesystem data, passed through verbatim.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from pyrunc.linux import syscalls as sc
 
 # option -> (clear?, flag)
@@ -54,14 +52,16 @@ RECURSIVE_ATIME: dict[str, int] = {
 EXTENSIONS = {"tmpcopyup", "idmap", "ridmap"}
 
 
-@dataclass
 class MountOptions:
-    flags: int = 0
-    propagation: list[int] = field(default_factory=list)
-    attr_set: int = 0
-    attr_clr: int = 0
-    data: list[str] = field(default_factory=list)
-    extensions: set[str] = field(default_factory=set)
+    """What one mount's options mean (a plain class: dataclasses is slow to import)."""
+
+    def __init__(self) -> None:
+        self.flags = 0
+        self.propagation: list[int] = []
+        self.attr_set = 0
+        self.attr_clr = 0
+        self.data: list[str] = []
+        self.extensions: set[str] = set()
 
     @property
     def is_bind(self) -> bool:

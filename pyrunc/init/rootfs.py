@@ -8,9 +8,10 @@ after, on the container's own paths.
 from __future__ import annotations
 
 import os
+import stat
 
 from pyrunc.errors import PyruncError
-from pyrunc.init import devices, mountopts, paths
+from pyrunc.init import devices, idmap, mountfd, mountopts, paths
 from pyrunc.linux import syscalls as sc
 
 _ST_TO_MS = {  # statvfs f_flag bits -> mount(2) flags, for the flags a remount must keep
@@ -48,13 +49,20 @@ def _after_mount(root_fd: int, dest: str, opts: mountopts.MountOptions) -> None:
         os.close(fd)
 
 
-def mount_bind(root_fd: int, bundle: str, m: dict, opts: mountopts.MountOptions) -> None:
+def mount_bind(root_fd: int, bundle: str, m: dict, opts: mountopts.MountOptions,
+               index: int = -1, linux: dict | None = None) -> None:
     source = _bundle_path(bundle, m.get("source") or "")
     if not os.path.exists(source):
         raise PyruncError(f"mount {m['destination']}: source {source} does not exist")
     target = paths.make_target(root_fd, m["destination"], os.path.isdir(source))
     try:
-        sc.mount(source, paths.fd_path(target), None, sc.MS_BIND | (opts.flags & sc.MS_REC))
+        if idmap.wanted(m):
+            tree = idmap.PREPARED.pop(index, None)
+            if tree is None:
+                tree = idmap.make_tree(m, source, linux or {})
+            mountfd.attach(tree, target)
+        else:
+            sc.mount(source, paths.fd_path(target), None, sc.MS_BIND | (opts.flags & sc.MS_REC))
     finally:
         os.close(target)
     if opts.flags & ~(sc.MS_BIND | sc.MS_REC):
@@ -65,14 +73,50 @@ def mount_bind(root_fd: int, bundle: str, m: dict, opts: mountopts.MountOptions)
             os.close(fd)
 
 
-def mount_fs(root_fd: int, m: dict, opts: mountopts.MountOptions) -> None:
+def _selinux_enabled() -> bool:
+    return os.path.exists("/sys/fs/selinux/enforce")
+
+
+def _with_label(data: list[str], label: str | None) -> list[str]:
+    """runc's rule: the mount label becomes a context= option only where SELinux is enabled."""
+    if label and _selinux_enabled() and not any(d.startswith("context=") for d in data):
+        return data + [f'context="{label}"']
+    return data
+
+
+def mount_fs(root_fd: int, m: dict, opts: mountopts.MountOptions, mount_label: str | None = None) -> None:
     kind = m["type"]
-    target = paths.make_target(root_fd, m["destination"], True)
+    dest = m["destination"]
+    if kind in ("proc", "sysfs") and paths.is_symlink(root_fd, dest):
+        # the image would choose where the kernel's view lands: runc refuses as well
+        raise PyruncError(f"{kind} must be mounted on an ordinary directory, {dest} is a symlink")
+    data = opts.data if kind in ("proc", "sysfs", "mqueue") else _with_label(opts.data, mount_label)
+    copy_up = "tmpcopyup" in opts.extensions
+    # a read-only tmpfs is made writable first and remounted read-only at the end, as runc does,
+    # so that tmpcopyup can fill it
+    flags = opts.flags & ~sc.MS_RDONLY if copy_up and not opts.flags & sc.MS_REMOUNT else opts.flags
+    target = paths.make_target(root_fd, dest, True)
+    under = None
     try:
-        sc.mount(m.get("source") or kind, paths.fd_path(target), kind, opts.flags,
-                 ",".join(opts.data) or None)
+        if copy_up:
+            under = paths.open_in_root(root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
+        sc.mount(m.get("source") or kind, paths.fd_path(target), kind, flags, ",".join(data) or None)
+        if copy_up:
+            top = paths.open_in_root(root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                paths.copy_tree(under, top)
+            finally:
+                os.close(top)
+            if flags != opts.flags:
+                fd = paths.open_in_root(root_fd, dest)
+                try:
+                    sc.mount(None, paths.fd_path(fd), None, sc.MS_REMOUNT | opts.flags, ",".join(data) or None)
+                finally:
+                    os.close(fd)
     finally:
         os.close(target)
+        if under is not None:
+            os.close(under)
 
 
 def _own_cgroups() -> dict[str, str]:
@@ -151,32 +195,59 @@ def mount_cgroup(root_fd: int, m: dict, opts: mountopts.MountOptions, cgroupns: 
             os.close(fd)
 
 
+def _parent_mount(path: str) -> str:
+    """The mount point `path` lives on: the longest mount point that prefixes it."""
+    best = "/"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].replace("\\040", " ")
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+                best = mp
+    return best
+
+
+def _root_propagation(linux: dict) -> int:
+    name = linux.get("rootfsPropagation") or ""
+    if not name:
+        return 0
+    prop = mountopts.PROPAGATION.get(name)
+    if prop is None:
+        raise PyruncError(f"unknown rootfsPropagation {name!r} (want [r]private, [r]shared, "
+                          "[r]slave or [r]unbindable)")
+    return prop
+
+
 def prepare(config: dict, bundle: str, rootfs: str) -> None:
     linux = config.get("linux") or {}
     kinds = {n.get("type") for n in linux.get("namespaces") or [] if not n.get("path")}
-    prop = mountopts.PROPAGATION.get(linux.get("rootfsPropagation") or "rslave")
-    if prop is None:
-        raise PyruncError(f"unknown rootfsPropagation {linux['rootfsPropagation']!r}")
-    # by default (rslave) the host never sees our mounts; MS_REC so every submount follows
-    sc.mount(None, "/", None, prop | sc.MS_REC)
+    prop = _root_propagation(linux)
+    # the default (rslave) lets host mounts reach us and never ours the host; shared means
+    # sharing with the host. Unbindable would forbid the binds below: it is applied after pivot.
+    early = prop if prop and not prop & sc.MS_UNBINDABLE else sc.MS_SLAVE | sc.MS_REC
+    sc.mount(None, "/", None, early)
+    # a private parent keeps the self-bind below out of every other namespace, and pivot_root
+    # refuses a shared parent
+    sc.mount(None, _parent_mount(rootfs), None, sc.MS_PRIVATE)
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)  # pivot_root needs a mount point
+    os.chdir(bundle)  # relative sources and fs data (overlay dirs) are the bundle's, as with runc
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    in_userns = "user" in {n.get("type") for n in linux.get("namespaces") or []}
     try:
-        for m in config.get("mounts") or []:
+        for i, m in enumerate(config.get("mounts") or []):
             try:
-                _mount_one(root_fd, bundle, m, "cgroup" in kinds)
+                _mount_one(root_fd, bundle, m, "cgroup" in kinds, linux, i)
             except OSError as e:
                 raise PyruncError(f"cannot mount {m.get('type') or 'bind'} on "
                                   f"{m.get('destination')}: {e.strerror}") from None
         if devices.needs_setup(config.get("mounts") or []):
-            devices.setup(root_fd, linux, "user" in {n.get("type") for n in linux.get("namespaces") or []})
+            devices.setup(root_fd, linux, in_userns)
         cwd = (config.get("process") or {}).get("cwd") or "/"
         os.close(paths.mkdir_all(root_fd, cwd))
     finally:
         os.close(root_fd)
 
 
-def _mount_one(root_fd: int, bundle: str, m: dict, cgroupns: bool) -> None:
+def _mount_one(root_fd: int, bundle: str, m: dict, cgroupns: bool, linux: dict, index: int) -> None:
     dest = m.get("destination") or ""
     if not dest.startswith("/"):
         dest = "/" + dest  # runc's rule for old configs with relative destinations
@@ -184,15 +255,15 @@ def _mount_one(root_fd: int, bundle: str, m: dict, cgroupns: bool) -> None:
     opts = mountopts.parse(m.get("options"))
     if m.get("type") == "bind":
         opts.flags |= sc.MS_BIND
-    if opts.is_bind:
-        mount_bind(root_fd, bundle, m, opts)
+    if opts.is_bind or idmap.wanted(m):
+        mount_bind(root_fd, bundle, m, opts, index, linux)
     elif m.get("type") == "cgroup":
         mount_cgroup(root_fd, m, opts, cgroupns)
         return
     else:
         if not m.get("type"):
             raise PyruncError(f"mount {dest}: no type given")
-        mount_fs(root_fd, m, opts)
+        mount_fs(root_fd, m, opts, linux.get("mountLabel"))
     _after_mount(root_fd, dest, opts)
 
 
@@ -202,7 +273,11 @@ def pivot(rootfs: str, no_pivot: bool) -> None:
         sc.mount(rootfs, "/", None, sc.MS_MOVE)
         os.chroot(".")
         os.chdir("/")
-        return
+    else:
+        _pivot_root(rootfs)
+
+
+def _pivot_root(rootfs: str) -> None:
     old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -217,32 +292,70 @@ def pivot(rootfs: str, no_pivot: bool) -> None:
         os.close(new)
 
 
-def _mask(path: str) -> None:
+def _open_existing(root_fd: int, path: str) -> int | None:
+    """O_PATH fd of `path` resolved inside the container's root, or None when it is absent."""
     try:
-        st = os.stat(path)
+        return paths.open_in_root(root_fd, path)
     except (FileNotFoundError, NotADirectoryError):
-        return
-    import stat
-    if stat.S_ISDIR(st.st_mode):
-        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY)
-    else:
-        sc.mount("/dev/null", path, None, sc.MS_BIND)
+        return None
 
 
-def _readonly(path: str) -> None:
+def _mask(root_fd: int, path: str, null: list[int]) -> None:
+    """A read-only empty tmpfs over a directory, the verified /dev/null over anything else."""
+    fd = _open_existing(root_fd, path)
+    if fd is None:
+        return  # runc skips masked paths the container does not have
     try:
-        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
-    except FileNotFoundError:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            tree = mountfd.new_fs("tmpfs", {}, sc.MOUNT_ATTR_RDONLY)
+        else:
+            if not null:
+                null.append(mountfd.open_null(root_fd))
+            tree = mountfd.clone_tree(null[0], recursive=False)
+        mountfd.attach(tree, fd)
+    except OSError as e:
+        raise PyruncError(f"cannot mask {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _readonly(root_fd: int, path: str) -> None:
+    """A recursive read-only bind of the path on itself, made and attached through fds."""
+    fd = _open_existing(root_fd, path)
+    if fd is None:
         return
-    sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | (mount_flags_of(path) & _LOCKED))
+    try:
+        tree = mountfd.clone_tree(fd, recursive=True)
+        try:
+            mountfd.set_attrs(tree, sc.MOUNT_ATTR_RDONLY, recursive=True)
+        except OSError:
+            os.close(tree)
+            raise
+        mountfd.attach(tree, fd)
+    except OSError as e:
+        raise PyruncError(f"cannot make {path} read-only: {e.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def finalize(config: dict) -> None:
-    """After pivot_root: readonly and masked paths, then the read-only root."""
+    """After pivot_root: readonly and masked paths, the read-only root, the root's propagation.
+    Every target is resolved inside the new root and mounted on through its fd."""
     linux = config.get("linux") or {}
-    for p in linux.get("readonlyPaths") or []:
-        _readonly(p)
-    for p in linux.get("maskedPaths") or []:
-        _mask(p)
-    if (config.get("root") or {}).get("readonly"):
-        sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | (mount_flags_of("/") & _LOCKED))
+    root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    null: list[int] = []
+    try:
+        for p in linux.get("readonlyPaths") or []:
+            _readonly(root_fd, p)
+        for p in linux.get("maskedPaths") or []:
+            _mask(root_fd, p, null)
+        if (config.get("root") or {}).get("readonly"):
+            sc.mount_setattr(root_fd, "", sc.AT_EMPTY_PATH, sc.MOUNT_ATTR_RDONLY)
+    finally:
+        for fd in null + [root_fd]:
+            os.close(fd)
+    # the propagation asked for applies to the new root itself, which pivot_root does not keep;
+    # last, as unbindable would forbid the binds above. Private it already is.
+    prop = _root_propagation(linux)
+    if prop and not prop & sc.MS_PRIVATE:
+        sc.mount(None, "/", None, prop)

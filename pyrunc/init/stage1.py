@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
-import traceback
-from typing import NoReturn
+TYPE_CHECKING = False  # typing itself costs milliseconds on every command
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 from pyrunc import channel
 from pyrunc.linux import namespaces as ns
@@ -22,6 +23,7 @@ def report_error(sock: socket.socket, exc: BaseException) -> None:
     else:
         msg = str(exc) or type(exc).__name__
     if os.environ.get("PYRUNC_DEBUG"):
+        import traceback
         msg += " | " + " ".join(traceback.format_exception(exc)).replace("\n", " ")
     try:
         channel.send(sock, "error", msg)
@@ -44,6 +46,12 @@ def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fi
         channel.expect(sock, "go")
         linux = config.get("linux") or {}
         namespaces = linux.get("namespaces") or []
+        listener = (linux.get("seccomp") or {}).get("listenerPath")
+        if listener:  # as the host's root, before any namespace changes what the path means
+            from pyrunc.init import seccomp_listener
+            seccomp_listener.connect(listener)
+        from pyrunc.init import process
+        process.preload(config)
         ns.join(ns.open_paths(namespaces))
         flags = ns.new_flags(namespaces)
         if flags & sc.CLONE_NEWUSER:
@@ -57,6 +65,9 @@ def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fi
                 os.setresuid(0, 0, 0)
             except OSError:
                 pass
+            # changing ids made us non-dumpable, which hands /proc/self to the host's root: we
+            # could no longer write timens_offsets (or anything there) as the namespace's root
+            sc.prctl(sc.PR_SET_DUMPABLE, 1)
         sc.unshare(flags)
         if flags & sc.CLONE_NEWTIME and linux.get("timeOffsets"):
             _write_time_offsets(linux["timeOffsets"])

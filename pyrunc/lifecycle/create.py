@@ -25,16 +25,26 @@ def _now() -> str:
 
 
 def _write_id_maps(pid: int, linux: dict) -> None:
+    """Map the new user namespace of `pid` (stage1, waiting on the channel) as the config says.
+    Only a runtime without CAP_SETGID over the parent namespace (rootless) must first deny
+    setgroups, or the kernel refuses the gid_map; a root runtime leaves setgroups allowed so the
+    container may set its additionalGids, as runc does."""
     for kind in ("uid", "gid"):
         maps = linux.get(f"{kind}Mappings") or []
         if not maps:
             continue
+        if kind == "gid" and os.geteuid() != 0:
+            try:
+                with open(f"/proc/{pid}/setgroups", "w") as f:
+                    f.write("deny")
+            except OSError as e:
+                raise PyruncError(f"cannot deny setgroups for the user namespace: {e.strerror}") from None
         text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
         try:
             with open(f"/proc/{pid}/{kind}_map", "w") as f:
                 f.write(text)
         except OSError as e:
-            raise PyruncError(f"cannot write {kind}Mappings: {e.strerror}") from None
+            raise PyruncError(f"cannot write {kind}Mappings ({text.strip()!r}): {e.strerror}") from None
 
 
 def _root_host_id(linux: dict, kind: str) -> int:
@@ -123,7 +133,10 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
 
         from pyrunc.cgroups import Manager
         mgr = Manager.for_container(container_id, linux.get("cgroupsPath"), linux.get("resources"),
-                                    systemd_cgroup)
+                                    systemd_cgroup, linux_devices=linux.get("devices"))
+        # Memory is joined last (see Manager.add) unless a cgroup namespace fixes its root early.
+        defer_memory = not any(n.get("type") == "cgroup" and not n.get("path")
+                               for n in linux.get("namespaces") or [])
         mgr.create()
 
         if terminal and console_sock is None:
@@ -142,7 +155,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                 no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
         child.close()
         try:
-            mgr.add(first)
+            mgr.add(first, defer_memory=defer_memory)
             channel.send(parent, "go")
             while True:
                 word, arg = channel.recv(parent)
@@ -171,6 +184,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         import json
         channel.send(parent, "ok", json.dumps(oci))
         channel.expect(parent, "ready")
+        if defer_memory:
+            mgr.add_deferred(init_pid)
         record["status"] = "created"
         state.write(path, record)
         if pid_file:
@@ -184,8 +199,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                 mgr.destroy()
             except Exception:  # noqa: BLE001 - the first error is the one to report
                 pass
-        import shutil
-        shutil.rmtree(path, ignore_errors=True)
+        state.remove(path)
         raise
     finally:
         for item in to_close:

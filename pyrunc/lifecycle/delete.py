@@ -3,7 +3,6 @@ with --force (SIGKILL first). Its cgroup and state dir are removed and poststop 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 
@@ -37,7 +36,7 @@ def destroy(path: str, record: dict) -> None:
         mgr.signal_all(signal.SIGKILL)  # processes outside the init's pid namespace
         mgr.destroy()
     oci = state.oci_state(path, record)
-    shutil.rmtree(path, ignore_errors=True)
+    state.remove(path)
     config = record.get("config") or {}
     from pyrunc import hooks
     if hooks.of(config, "poststop"):
@@ -54,7 +53,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             record = state.read(root, container_id)
         except PyruncError:
             if force:  # a state dir left by a crash: remove what is there
-                shutil.rmtree(path, ignore_errors=True)
+                state.remove(path)
                 return
             raise
         status = state.status(path, record)

@@ -38,6 +38,10 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
         os.kill(record["pid"], sig)
     except ProcessLookupError:
         raise PyruncError(f"container {container_id} is not running") from None
+    if sig == signal.SIGKILL and status == "paused":
+        # a frozen process cannot act on SIGKILL until thawed (runc thaws too)
+        from pyrunc.cgroups import Manager
+        Manager.from_state(record["cgroup"]).thaw()
 
 
 def main(g, flags: dict, args: list[str]) -> int:

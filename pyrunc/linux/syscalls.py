@@ -205,3 +205,24 @@ def keyctl_join_session_keyring(name: str) -> int:
     buf = ffi.new("char[]", name.encode())
     return _check(lib.pyrunc_keyctl(KEYCTL_JOIN_SESSION_KEYRING, int(ffi.cast("uintptr_t", buf)),
                                     0, 0, 0), "keyctl")
+
+
+# the new mount API (fsopen/fsconfig/fsmount): a filesystem made as a detached mount fd, attached
+# with move_mount, never reached through a path
+FSOPEN_CLOEXEC = 0x01
+FSMOUNT_CLOEXEC = 0x01
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+
+
+def fsopen(fsname: str, flags: int = FSOPEN_CLOEXEC) -> int:
+    return _check(lib.pyrunc_fsopen(_b(fsname), flags), "fsopen", fsname)
+
+
+def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | None = None, aux: int = 0) -> None:
+    _check(lib.pyrunc_fsconfig(fd, cmd, _b(key), _b(value), aux), "fsconfig", key)
+
+
+def fsmount(fd: int, flags: int = FSMOUNT_CLOEXEC, attr_flags: int = 0) -> int:
+    return _check(lib.pyrunc_fsmount(fd, flags, attr_flags), "fsmount")

@@ -43,7 +43,7 @@ STDLIB_SKIP = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "ens
 # Shared libraries a stdlib extension may pull in; one needing anything else is left out (tk, ssl...).
 LIB_ALLOW = {"libc.so.6", "libm.so.6", "libffi.so.8", "libz.so.1", "libbz2.so.1.0", "liblzma.so.5",
              "libuuid.so.1", "libexpat.so.1", "libpython3.11.so.1.0", "libseccomp.so.2",
-             "libpthread.so.0", "libdl.so.2", "librt.so.1"}
+             "libpthread.so.0", "libdl.so.2", "librt.so.1", "libgcc_s.so.1"}
 # runc in the guest lets the guest tests compare pyrunc's cgroup files with the reference's.
 REFERENCE_RUNTIMES = [Path("/usr/sbin/runc")]
 EXIT_SENTINEL = "PYRUNC-V2VM-EXIT="
@@ -377,10 +377,13 @@ def build_overlay(command: str, out_path: Path, repo: Path = REPO) -> Path:
     with tempfile.TemporaryDirectory(prefix="pyrunc-v2vm-ovl.") as tmp:
         stage = Path(tmp)
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.o", "build", "*.egg-info")
-        shutil.copytree(repo / "pyrunc", stage / "repo" / "pyrunc", ignore=ignore)
-        shutil.copytree(repo / "bundles", stage / "repo" / "bundles", ignore=ignore)
+        # Built rootfs trees under bundles/ stay out: the guest has its own at /v2vm/rootfs.
+        ignore_rootfs = shutil.ignore_patterns("__pycache__", "*.pyc", "rootfs", "rootfs.*")
+        shutil.copytree(repo / "pyrunc", stage / "repo" / "pyrunc", ignore=ignore, symlinks=True)
+        shutil.copytree(repo / "bundles", stage / "repo" / "bundles", ignore=ignore_rootfs,
+                        symlinks=True)
         shutil.copytree(HERE / "guest_tests", stage / "repo" / "spec-tests" / "v2vm" / "guest_tests",
-                        ignore=ignore)
+                        ignore=ignore, symlinks=True)
         _add_shim_if_missing(stage / "repo" / "pyrunc")
         _compile_tree(stage / "repo")
         site = stage / str(Path(sysconfig.get_paths()["purelib"])).lstrip("/")
@@ -415,7 +418,10 @@ def build_initrd(command: str, out_path: Path) -> tuple[Path, Path]:
         out.write(b"\0" * ((4 - out.tell() % 4) % 4))
         with open(ovl, "rb") as o:
             shutil.copyfileobj(o, out)
+    size = ovl.stat().st_size
     ovl.unlink()
+    if size > 64 << 20:
+        raise BuildError(f"the per-run overlay is {size >> 20} MiB: something large is in the tree")
     return kernel, out_path
 
 

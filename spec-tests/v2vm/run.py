@@ -88,6 +88,7 @@ def run_vm(command: str = DEFAULT_COMMAND, timeout: float = 600, memory_mb: int 
         os.set_blocking(proc.stdout.fileno(), False)
         buf = b""
         timed_out = False
+        unpack_failed = False  # a broken archive: the guest would run without its overlay
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ)
         while True:
@@ -113,6 +114,8 @@ def run_vm(command: str = DEFAULT_COMMAND, timeout: float = 600, memory_mb: int 
                     print(line, flush=True)
                 if boot_at is None and BOOT_MARK in line:
                     boot_at = time.monotonic()
+                if "Initramfs unpacking failed" in line:
+                    unpack_failed = True
                 m = EXIT_RE.search(line)
                 if m:
                     exit_code = int(m.group(1))
@@ -128,7 +131,10 @@ def run_vm(command: str = DEFAULT_COMMAND, timeout: float = 600, memory_mb: int 
                 proc.wait()
         proc.stdout.close()
     end = time.monotonic()
-    if timed_out and exit_code is None:
+    if unpack_failed:
+        code = 125
+        lines.append("v2vm: the kernel could not unpack the initramfs (see above)")
+    elif timed_out and exit_code is None:
         code = 124
     elif exit_code is None:
         code = 125

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what pyrunc, its demo and its tests need on a Debian-like machine, as root, and pyrunc
+# itself (editable, so the tests and the console script use this checkout).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+need=()
+command -v gcc >/dev/null || need+=(gcc)
+[ -x /bin/busybox ] || need+=(busybox-static)
+[ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /lib/x86_64-linux-gnu/libseccomp.so.2 ] || need+=(libseccomp2)
+command -v runc >/dev/null || need+=(runc)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+"$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, then runs the whole spec-test suite on the real kernel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+PY=${PYTHON:-python3}
+exec "$PY" -m pytest spec-tests -n 2 -q -p no:cacheprovider "$@"

@@ -136,6 +136,18 @@ int pyrunc_ioprio_set(int which, int who, int ioprio) {
 int pyrunc_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode) {
     return (int)syscall(__NR_set_mempolicy, mode, nodemask, maxnode);
 }
+#ifndef __NR_seccomp
+#define __NR_seccomp 317
+#endif
+/* Loads a classic-BPF filter (8-byte sock_filter entries) with seccomp(2)'s flags, which
+ * libseccomp cannot always pass (WAIT_KILLABLE_RECV). Returns the notify fd when asked for one. */
+int pyrunc_seccomp_set_filter(unsigned int flags, const void *filter, unsigned short len) {
+    struct {
+        unsigned short len;
+        const void *filter;
+    } prog = {len, filter};
+    return (int)syscall(__NR_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, flags, &prog);
+}
 long pyrunc_keyctl(int cmd, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5) {
     return syscall(SYS_keyctl, cmd, a2, a3, a4, a5);
 }

@@ -79,6 +79,15 @@ def _mounts() -> set[str]:
         return {line.split()[4] for line in f}
 
 
+def _cgroup_dirs_named(name: str) -> list[str]:
+    """os.walk, not glob: other tests' cgroups vanish while we look, and walk shrugs that off."""
+    found = []
+    for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if name in dirs:
+            found.append(os.path.join(top, name))
+    return found
+
+
 def _alive(pid: int) -> bool:
     """Running, not a zombie waiting for whoever it was reparented to."""
     try:
@@ -142,8 +151,7 @@ def runtime(tmp_path) -> Runtime:
             rt("delete", "--force", cid)
             if pid and _alive(pid):
                 leftovers.append(f"process {pid} of {cid}")
-        for cg in Path("/sys/fs/cgroup").glob(f"*/**/{cid}"):
-            leftovers.append(f"cgroup {cg}")
+        leftovers += [f"cgroup {cg}" for cg in _cgroup_dirs_named(cid)]
     new_mounts = {m for m in _mounts() - before if str(tmp_path) in m or "pyrunc" in m}
     leftovers += [f"mount {m}" for m in sorted(new_mounts)]
     if root.exists():

@@ -101,7 +101,6 @@ CASES = [
     ("process.args", ["a\0b"], "/process/args/0: contains a NUL byte"),
     ("process.cwd", "tmp", '/process/cwd: "tmp" is not an absolute path'),
     ("process.env", ["NOEQUALS"], "/process/env/0: must have the form KEY=value"),
-    ("process.capabilities.bounding.1", "CAP_FOO", '/process/capabilities/bounding/1: unknown capability "CAP_FOO"'),
     ("process.rlimits", [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1}] * 2,
      "/process/rlimits/1/type: duplicate rlimit type RLIMIT_NOFILE"),
     ("process.rlimits", [{"type": "RLIMIT_NOFILE", "soft": 9, "hard": 1}],

@@ -165,6 +165,19 @@ class Manager:
         if mem:
             fs.write(mem, "cgroup.procs", pid)
 
+    def leave_memory(self, pid: int) -> None:
+        """Undo add_deferred: move `pid` back to the runtime's own memory cgroup. Used around the
+        unshare of a cgroup namespace, whose root must be the container's cgroup everywhere."""
+        from pyrunc.cgroups import fs, hierarchy
+        mem = self.path_of("memory")
+        if not mem:
+            return
+        own = hierarchy.own_paths()
+        for h in hierarchy.mounted():
+            if self.paths.get(h.key) == mem:
+                fs.write(h.host_dir(own.get(h.key, "/")), "cgroup.procs", pid)
+                return
+
     def pids(self) -> list[int]:
         from pyrunc.cgroups import fs
         try:

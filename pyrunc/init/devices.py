@@ -31,29 +31,58 @@ def needs_setup(mounts: list[dict]) -> bool:
     return True
 
 
-def create(root_fd: int, dev: dict, in_userns: bool) -> None:
-    path = dev["path"]
+def _check(dev: dict) -> tuple[str, str, int]:
+    """A device entry's path, type and mode, or one clear error naming what is wrong."""
+    path = dev.get("path")
+    if not isinstance(path, str) or not path:
+        raise PyruncError(f"linux.devices entry {dev!r} has no path")
+    if not path.startswith("/"):
+        raise PyruncError(f"device {path}: the path must be absolute")
+    if os.path.normpath(path) == "/":
+        raise PyruncError(f"device {path}: cannot make a device node over the container's /")
     kind = dev.get("type", "c")
     if kind not in _TYPES:
         raise PyruncError(f"device {path}: unknown type {kind!r} (want c, b, u or p)")
-    if not os.path.normpath(path).startswith("/dev/"):
-        raise PyruncError(f"device {path}: path must be under /dev")
-    mode = dev.get("fileMode", 0o666) & 0o7777
-    parent_path, name = os.path.split(os.path.normpath(path))
+    if kind != "p":
+        for key in ("major", "minor"):
+            v = dev.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0 or v > 0xFFFFFFFF:
+                raise PyruncError(f"device {path}: type {kind} needs a non-negative integer {key}")
+    mode = dev.get("fileMode", 0o666)
+    if not isinstance(mode, int) or mode < 0 or mode & ~0o7777 & ~stat.S_IFMT(mode):
+        raise PyruncError(f"device {path}: bad fileMode {mode!r}")
+    for key in ("uid", "gid"):
+        v = dev.get(key, 0)
+        if not isinstance(v, int) or v < 0 or v > 0xFFFFFFFE:
+            raise PyruncError(f"device {path}: bad {key} {v!r}")
+    return os.path.normpath(path), kind, mode & 0o7777
+
+
+def create(root_fd: int, dev: dict, in_userns: bool) -> None:
+    """mknod the entry's node inside the root; every path component is resolved inside it and
+    the node is made relative to its parent's fd, so a symlink in the image cannot move it."""
+    path, kind, mode = _check(dev)
+    parent_path, name = os.path.split(path)
     parent = paths.mkdir_all(root_fd, parent_path)
     try:
         try:  # a leftover or user-made file there is replaced, never followed
             os.unlink(name, dir_fd=parent)
         except FileNotFoundError:
             pass
-        except IsADirectoryError:
-            raise PyruncError(f"device {path}: a directory is in the way") from None
+        except (IsADirectoryError, PermissionError):
+            if stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode):
+                raise PyruncError(f"device {path}: a directory is in the way") from None
+            raise
         if in_userns:
             # mknod is not allowed in a user namespace: bind the host's node instead, as runc does
-            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=parent))
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600, dir_fd=parent))
             target = paths.open_in_root(root_fd, path)
             try:
                 sc.mount(path, paths.fd_path(target), None, sc.MS_BIND)
+            except FileNotFoundError:
+                raise PyruncError(f"device {path}: in a user namespace the host's {path} is bound "
+                                  "in, and the host has none") from None
             finally:
                 os.close(target)
             return

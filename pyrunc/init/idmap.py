@@ -55,8 +55,13 @@ def userns_fd(uid_maps: list[dict], gid_maps: list[dict]) -> int:
         if not host_pid:
             raise PyruncError("cannot make a user namespace for an idmapped mount")
         for kind, maps in (("uid", uid_maps), ("gid", gid_maps)):
-            with open(f"/proc/{host_pid}/{kind}_map", "w") as f:
-                f.write(_map_text(maps))
+            try:
+                with open(f"/proc/{host_pid}/{kind}_map", "w") as f:
+                    f.write(_map_text(maps))
+            except OSError as e:
+                raise PyruncError(f"cannot write the {kind} map of an idmapped mount: {e.strerror}"
+                                  " (idmapped mounts in a user namespace are made before entering"
+                                  " it)") from None
         return os.open(f"/proc/{host_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_r)

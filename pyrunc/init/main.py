@@ -39,12 +39,7 @@ def _setup_console(console: socket.socket, proc: dict) -> None:
     size = proc.get("consoleSize")
     if size:
         con.set_size(master, size.get("height", 0), size.get("width", 0))
-    try:
-        if not os.path.exists("/dev/console"):
-            os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-        sc.mount(slave_path, "/dev/console", None, sc.MS_BIND)
-    except OSError:
-        pass  # a read-only or absent /dev: the pty still works, as with runc
+    rootfs.bind_console(slave)  # through fds: /dev/console cannot redirect it
     con.send_fd(console, master, slave_path)
     os.close(master)
     console.close()

@@ -23,6 +23,10 @@ FLAGS: dict[str, tuple[bool, int]] = {
     "lazytime": (False, sc.MS_LAZYTIME), "nolazytime": (True, sc.MS_LAZYTIME),
     "nosymfollow": (False, sc.MS_NOSYMFOLLOW), "symfollow": (True, sc.MS_NOSYMFOLLOW),
     "bind": (False, sc.MS_BIND), "rbind": (False, sc.MS_BIND | sc.MS_REC),
+    "acl": (False, 1 << 16), "noacl": (True, 1 << 16),  # MS_POSIXACL
+    "iversion": (False, 1 << 23), "noiversion": (True, 1 << 23),  # MS_I_VERSION
+    "silent": (False, sc.MS_SILENT), "loud": (True, sc.MS_SILENT),
+    "defaults": (False, 0),
 }
 
 PROPAGATION: dict[str, int] = {

@@ -34,8 +34,13 @@ def _remount(target_fd: int, flags: int, source_flags: int) -> None:
     """Apply ro/nosuid/... to a fresh bind: the kernel ignores them on the bind itself. Flags the
     source mount has locked (nosuid, nodev, noexec, atime) must be kept or the remount fails."""
     keep = source_flags & _LOCKED
-    sc.mount(None, paths.fd_path(target_fd), None,
-             sc.MS_BIND | sc.MS_REMOUNT | keep | (flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)))
+    want = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+    sc.mount(None, paths.fd_path(target_fd), None, sc.MS_BIND | sc.MS_REMOUNT | keep | want)
+    # verify, on the mount itself, that the flags took: a bind silently keeps its source's otherwise
+    got = mount_flags_of(paths.fd_path(target_fd))
+    missing = want & (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC) & ~got
+    if missing:
+        raise PyruncError(f"a bind mount did not take the flags {missing:#x} it was given")
 
 
 def _after_mount(root_fd: int, dest: str, opts: mountopts.MountOptions) -> None:
@@ -307,7 +312,7 @@ def _mask(root_fd: int, path: str, null: list[int]) -> None:
         return  # runc skips masked paths the container does not have
     try:
         if stat.S_ISDIR(os.fstat(fd).st_mode):
-            tree = mountfd.new_fs("tmpfs", {}, sc.MOUNT_ATTR_RDONLY)
+            tree = mountfd.new_fs("tmpfs", {"source": "tmpfs", "ro": None}, sc.MOUNT_ATTR_RDONLY)
         else:
             if not null:
                 null.append(mountfd.open_null(root_fd))
@@ -359,3 +364,41 @@ def finalize(config: dict) -> None:
     prop = _root_propagation(linux)
     if prop and not prop & sc.MS_PRIVATE:
         sc.mount(None, "/", None, prop)
+
+
+def bind_console(slave_fd: int) -> None:
+    """Bind the pty slave onto /dev/console through fds (CVE-2025-52565 class): the slave is the
+    fd we opened, never a path the container could swap, and /dev/console must be a plain file or
+    a device node, never a symlink or directory that would redirect the bind."""
+    st = os.fstat(slave_fd)
+    if not stat.S_ISCHR(st.st_mode) or not 136 <= os.major(st.st_rdev) <= 143:
+        raise PyruncError("the console is not a pty slave")
+    resolve = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            dev = sc.openat2(root, "dev", os.O_PATH | os.O_DIRECTORY, 0, resolve)
+        except OSError:
+            return  # no /dev (or not ours): the pty still works, as with runc
+        try:
+            try:
+                os.close(os.open("console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o600, dir_fd=dev))
+            except FileExistsError:
+                pass
+            except OSError:
+                return  # a read-only /dev: as with runc
+            target = sc.openat2(dev, "console", os.O_PATH | os.O_NOFOLLOW, 0, resolve)
+        except OSError as e:
+            raise PyruncError(f"/dev/console in the container: {e.strerror}") from None
+        finally:
+            os.close(dev)
+        try:
+            mode = os.fstat(target).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+                raise PyruncError("/dev/console in the container is neither a file nor a device")
+            mountfd.attach(mountfd.clone_tree(slave_fd, recursive=False), target)
+        finally:
+            os.close(target)
+    finally:
+        os.close(root)

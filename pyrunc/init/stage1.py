@@ -68,7 +68,16 @@ def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fi
             # changing ids made us non-dumpable, which hands /proc/self to the host's root: we
             # could no longer write timens_offsets (or anything there) as the namespace's root
             sc.prctl(sc.PR_SET_DUMPABLE, 1)
+        if flags & sc.CLONE_NEWCGROUP:
+            # The namespace's cgroup root is fixed by this unshare: the runtime puts us in the
+            # container's memory cgroup for this one call and takes us out again right after, so
+            # that the setup that follows is not charged to the container (see Manager.add).
+            channel.send(sock, "cgroupns")
+            channel.expect(sock, "ok")
         sc.unshare(flags)
+        if flags & sc.CLONE_NEWCGROUP:
+            channel.send(sock, "unshared")
+            channel.expect(sock, "ok")
         if flags & sc.CLONE_NEWTIME and linux.get("timeOffsets"):
             _write_time_offsets(linux["timeOffsets"])
         pid = os.fork()

@@ -134,9 +134,6 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         from pyrunc.cgroups import Manager
         mgr = Manager.for_container(container_id, linux.get("cgroupsPath"), linux.get("resources"),
                                     systemd_cgroup, linux_devices=linux.get("devices"))
-        # Memory is joined last (see Manager.add) unless a cgroup namespace fixes its root early.
-        defer_memory = not any(n.get("type") == "cgroup" and not n.get("path")
-                               for n in linux.get("namespaces") or [])
         mgr.create()
 
         if terminal and console_sock is None:
@@ -155,12 +152,18 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                 no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
         child.close()
         try:
-            mgr.add(first, defer_memory=defer_memory)
+            mgr.add(first, defer_memory=True)  # memory is joined last: see Manager.add
             channel.send(parent, "go")
             while True:
                 word, arg = channel.recv(parent)
                 if word == "maps":
                     _write_id_maps(first, linux)
+                    channel.send(parent, "ok")
+                elif word == "cgroupns":  # see stage1
+                    mgr.add_deferred(first)
+                    channel.send(parent, "ok")
+                elif word == "unshared":
+                    mgr.leave_memory(first)
                     channel.send(parent, "ok")
                 elif word == "pid":
                     init_pid = int(arg)
@@ -184,8 +187,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         import json
         channel.send(parent, "ok", json.dumps(oci))
         channel.expect(parent, "ready")
-        if defer_memory:
-            mgr.add_deferred(init_pid)
+        mgr.add_deferred(init_pid)
         record["status"] = "created"
         state.write(path, record)
         if pid_file:

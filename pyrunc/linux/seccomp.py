@@ -36,7 +36,6 @@ int seccomp_notify_fd(scmp_filter_ctx ctx);
 int seccomp_export_bpf(scmp_filter_ctx ctx, int fd);
 const struct scmp_version *seccomp_version(void);
 """
-_LIBC_CDEF = "long syscall(long number, ...);"
 
 ACT_KILL_THREAD = 0x00000000
 ACT_KILL_PROCESS = 0x80000000
@@ -64,7 +63,6 @@ _ATTR_CTL_SSB = 7
 _ATTR_CTL_WAITKILL = 10  # libseccomp >= 2.6
 
 # seccomp(2)
-_SECCOMP_SET_MODE_FILTER = 1
 FLAG_TSYNC = 1 << 0
 FLAG_LOG = 1 << 1
 FLAG_SPEC_ALLOW = 1 << 2
@@ -77,8 +75,6 @@ FLAGS = {
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": (FLAG_SPEC_ALLOW, _ATTR_CTL_SSB),
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (FLAG_WAIT_KILLABLE_RECV, _ATTR_CTL_WAITKILL),
 }
-_NR_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348,
-               "i686": 354, "armv7l": 383}
 _MAX_ARGS = 6
 
 _lib = None
@@ -105,9 +101,8 @@ def _load_library():
 
 
 def preload() -> None:
-    """dlopen libseccomp and libc (for the raw-load stopgap) while the host's / is still ours."""
+    """dlopen libseccomp while the host's / is still ours."""
     _load_library()
-    _libc()
 
 
 def library_version() -> tuple[int, int, int]:
@@ -216,32 +211,12 @@ class Filter:
             self._ctx = None
 
 
-_libc_handle = None
-
-
-def _libc():
-    # STOPGAP: the C shim has no seccomp(2) wrapper yet; we reach it through libc's syscall(3).
-    global _libc_handle
-    if _libc_handle is None:
-        import cffi
-        ffi = cffi.FFI()
-        ffi.cdef(_LIBC_CDEF + "struct sock_fprog { unsigned short len; void *filter; };")
-        _libc_handle = (ffi, ffi.dlopen(None))
-    return _libc_handle
-
-
 def _seccomp_set_mode_filter(prog: bytes, flags: int) -> int:
-    nr = _NR_SECCOMP.get(os.uname().machine)
-    if nr is None:
-        raise PyruncError(f"seccomp flags need seccomp(2), unknown on {os.uname().machine}")
-    ffi, libc = _libc()
-    buf = ffi.from_buffer(bytearray(prog))
-    fprog = ffi.new("struct sock_fprog *", {"len": len(prog) // 8, "filter": buf})
-    ret = libc.syscall(ffi.cast("long", nr), ffi.cast("long", _SECCOMP_SET_MODE_FILTER),
-                       ffi.cast("long", flags), ffi.cast("void *", fprog))
-    if ret < 0:
-        raise PyruncError(f"cannot load the seccomp filter: {os.strerror(ffi.errno)}")
-    return int(ret)
+    from pyrunc.linux import syscalls
+    try:
+        return syscalls.seccomp_set_filter(flags, prog)
+    except OSError as e:
+        raise PyruncError(f"cannot load the seccomp filter: {e.strerror}") from None
 
 
 def _warn(msg: str) -> None:

@@ -198,6 +198,12 @@ def bpf(cmd: int, attr: bytearray) -> int:
     return _check(ret, "bpf")
 
 
+def seccomp_set_filter(flags: int, program: bytes) -> int:
+    """Load a BPF program (a whole number of 8-byte instructions); the notify fd or 0."""
+    buf = ffi.from_buffer(bytearray(program))
+    return _check(lib.pyrunc_seccomp_set_filter(flags, buf, len(program) // 8), "seccomp")
+
+
 KEYCTL_JOIN_SESSION_KEYRING = 1
 
 

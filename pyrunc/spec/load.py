@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 from pyrunc.errors import PyruncError
 
@@ -15,12 +16,21 @@ def load_config(bundle: str) -> dict:
         what = "does not exist" if not os.path.exists(bundle) else "is not a directory"
         raise PyruncError(f"bundle {bundle} {what}")
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
+        # O_NONBLOCK: a FIFO planted as config.json must not hang us; it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise PyruncError(f"bundle {bundle} has no config.json") from None
     except OSError as e:
         raise PyruncError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PyruncError(f"{path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise PyruncError(f"cannot read {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
     if len(raw) > MAX_CONFIG_BYTES:
         raise PyruncError(f"{path} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
     try:
@@ -33,6 +43,8 @@ def load_config(bundle: str) -> dict:
         raise PyruncError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise PyruncError(f"{path}: JSON nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
+        raise PyruncError(f"{path}: malformed JSON: {e}") from None
     if not isinstance(config, dict):
         raise PyruncError(f"{path}: the top level must be a JSON object")
     return config

@@ -7,7 +7,7 @@ startContainer in the container just before the user's program; poststart in `st
 """
 from __future__ import annotations
 
-import json
+from pyrunc import jsonfast as json
 
 from pyrunc.errors import PyruncError
 

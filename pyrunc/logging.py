@@ -1,7 +1,7 @@
 """The --log file: text or JSON lines, the shape containerd and conmon read back from runc."""
 from __future__ import annotations
 
-import json
+from pyrunc import jsonfast as json
 import os
 import time
 

@@ -7,20 +7,21 @@ the atomic claim on an ID: of two concurrent creates, exactly one mkdir succeeds
 from __future__ import annotations
 
 import fcntl
-import json
+from pyrunc import jsonfast as json
 import os
-import re
 
 from pyrunc.errors import PyruncError
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
-_ID_RE = re.compile(r"[\w+\-.]{1,1024}", re.ASCII)
+# ASCII letters, digits and _+-. (runc's [\w+-.]+); a set, not a regex: `re` costs ~6 ms to import
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
 def check_id(container_id: str) -> None:
     """runc's rule, so that an ID can never name a path outside the state root."""
-    if not _ID_RE.fullmatch(container_id) or container_id in (".", ".."):
+    if not 0 < len(container_id) <= 1024 or not _ID_CHARS.issuperset(container_id) \
+            or container_id in (".", ".."):
         raise PyruncError(f"invalid container id {container_id[:80]!r}: use 1 to 1024 letters, "
                           f"digits and _+-. (not '.' or '..')")
 
@@ -96,7 +97,7 @@ def write(path: str, state: dict) -> None:
     tmp = os.path.join(path, f".{STATE_FILE}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(state, separators=(",", ":")).encode())
+        os.write(fd, json.dumps(state).encode())
     finally:
         os.close(fd)
     os.rename(tmp, os.path.join(path, STATE_FILE))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what pyrunc, its demo and its tests need on a Debian-like machine, as root, and pyrunc
-# itself (editable, so the tests and the console script use this checkout).
+# itself from this checkout (a real install: the tests exercise what users get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,4 +14,4 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-"$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+"$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore ".[test]"

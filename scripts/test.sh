@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 PY=${PYTHON:-python3}
-exec "$PY" -m pytest spec-tests -n 2 -q -p no:cacheprovider "$@"
+# -P: import pyrunc as installed, not from the checkout in the current directory
+exec "$PY" -P -m pytest spec-tests -n 2 -q -p no:cacheprovider "$@"

@@ -8,16 +8,22 @@ import textwrap
 
 
 def test_library_lifecycle(runtime, bundle):
-    bundle.set_args("sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.05; done")
+    # the marker says the TERM trap is in place: pid 1 ignores signals it has no handler for
+    bundle.set_args("sh", "-c", "trap 'exit 0' TERM; touch /trapped; while true; do sleep 0.05; done")
+    marker = bundle.rootfs / "trapped"
     cid = runtime.new_id()
     script = textwrap.dedent(f"""
-        import time
+        import os, time
         from pyrunc.api import Container, list_containers, PyruncError
         c = Container.create({cid!r}, bundle={str(bundle.path)!r}, root={str(runtime.root)!r})
         assert c.state()["status"] == "created"
         c.start()
         assert c.state()["status"] == "running"
         assert [e["id"] for e in list_containers({str(runtime.root)!r})] == [{cid!r}]
+        for _ in range(1500):
+            if os.path.exists({str(marker)!r}):
+                break
+            time.sleep(0.01)
         c.kill("TERM")
         for _ in range(500):
             if c.state()["status"] == "stopped":
@@ -30,7 +36,9 @@ def test_library_lifecycle(runtime, bundle):
         except PyruncError as e:
             print("gone:", e)
     """)
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                       stdin=subprocess.DEVNULL)
-    assert p.returncode == 0, p.stderr
-    assert "gone:" in p.stdout and "does not exist" in p.stdout
+    out, err = runtime.root.parent / "api.out", runtime.root.parent / "api.err"
+    with open(out, "w") as o, open(err, "w") as e:  # files: the container inherits our stdio
+        code = subprocess.run([sys.executable, "-c", script], stdout=o, stderr=e, timeout=60,
+                              stdin=subprocess.DEVNULL).returncode
+    assert code == 0, err.read_text()
+    assert "gone:" in out.read_text() and "does not exist" in out.read_text()

@@ -27,7 +27,17 @@ def test_run_prints_pid1_and_hostname(runtime, bundle):
     assert p.stdout.strip() == "pid=1 host=spec-host"
 
 
-LOOP = "trap 'exit 3' TERM; while true; do sleep 0.05; done"
+# pid 1 of a pid namespace ignores signals it has no handler for: the marker file says the trap
+# is in place, so a test never signals before it is (see trapped())
+LOOP = "trap 'exit 3' TERM; touch /trapped; while true; do sleep 0.05; done"
+
+
+def trapped(bundle, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not (bundle.rootfs / "trapped").exists():
+        assert time.monotonic() < deadline, "the container never installed its TERM trap"
+        time.sleep(0.01)
+    (bundle.rootfs / "trapped").unlink()
 
 
 def test_create_blocks_until_start(runtime, bundle):
@@ -84,6 +94,7 @@ def test_kill_signals_by_name_and_number(runtime, bundle):
         cid = runtime.new_id()
         runtime("run", "-d", "--bundle", str(bundle.path), cid, check=True)
         assert runtime.state(cid)["status"] == "running"
+        trapped(bundle)
         assert runtime("kill", cid, sig).returncode == 0
         assert wait_status(runtime, cid, "stopped")["status"] == "stopped"
         k = runtime("kill", cid, "KILL")
@@ -95,6 +106,7 @@ def test_kill_default_is_sigterm_and_bad_signal_fails(runtime, bundle):
     bundle.set_args("sh", "-c", LOOP)
     cid = runtime.new_id()
     runtime("run", "-d", "--bundle", str(bundle.path), cid, check=True)
+    trapped(bundle)
     bad = runtime("kill", cid, "SIGNOPE")
     assert bad.returncode == 1 and "SIGNOPE" in bad.stderr
     runtime("kill", cid, check=True)
@@ -144,6 +156,7 @@ def test_run_forwards_signals(runtime, bundle):
     cid = runtime.new_id()
     proc = subprocess_popen(runtime, "run", "--bundle", str(bundle.path), cid)
     wait_running(runtime, cid)
+    trapped(bundle)
     proc.send_signal(signal.SIGTERM)  # to the pyrunc we started, which passes it on
     assert proc.wait(20) == 3
     assert runtime("state", cid).returncode == 1, "run without --keep deletes the container"

@@ -207,3 +207,51 @@ def test_dev_itself_a_symlink_to_host_dev(runtime, bundle, canary, watch):
     if p.returncode != 0:
         _clean_failure(p)
     assert not Path("/dev/pyrunc-escape-test").exists()
+
+
+def _create_with_console(runtime, bundle, tmp_path):
+    import socket
+    sock_path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock_path)
+    server.listen(1)
+    server.settimeout(10)
+    bundle.config["process"]["terminal"] = True
+    bundle.set_args("sh", "-c", "grep ' /dev/console ' /proc/self/mountinfo")
+    cid = runtime.new_id()
+    p = runtime("create", "--bundle", str(bundle.path), "--console-socket", sock_path, cid)
+    fds = []
+    if p.returncode == 0:
+        conn, _ = server.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        conn.close()
+    server.close()
+    for fd in fds:
+        os.close(fd)
+    return p, cid
+
+
+@pytest.mark.parametrize("idx", range(3))
+def test_dev_console_symlink_does_not_redirect_the_pty_bind(runtime, bundle, tmp_path, canary, watch, idx):
+    """CVE-2025-52565 class: /dev/console planted as a symlink must not steer the pty bind."""
+    target = [str(canary / "file"), "/proc/sys/kernel/core_pattern", "../" * 12 + str(canary / "file").lstrip("/")][idx]
+    with open("/proc/sys/kernel/core_pattern") as f:
+        core_pattern = f.read()
+    fake = tmp_path / "fakedev"
+    fake.mkdir()
+    os.mknod(fake / "null", 0o666 | 0o020000, os.makedev(1, 3))
+    os.symlink("pts/ptmx", fake / "ptmx")
+    (fake / "pts").mkdir()
+    os.symlink(target, fake / "console")
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] != "/dev"]
+    bundle.config["mounts"].insert(1, {"destination": "/dev", "type": "bind", "source": str(fake),
+                                       "options": ["rbind"]})
+    bundle.write()
+    p, cid = _create_with_console(runtime, bundle, tmp_path)
+    if p.returncode != 0:
+        _clean_failure(p)
+    else:
+        runtime("delete", "--force", cid)
+    assert os.path.islink(fake / "console")
+    with open("/proc/sys/kernel/core_pattern") as f:
+        assert f.read() == core_pattern

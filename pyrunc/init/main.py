@@ -6,7 +6,7 @@ stderr and the process exits.
 """
 from __future__ import annotations
 
-import json
+from pyrunc import jsonfast as json
 import os
 import socket
 TYPE_CHECKING = False  # typing itself costs milliseconds on every command
@@ -20,15 +20,15 @@ from pyrunc.init.stage1 import report_error
 from pyrunc.linux import syscalls as sc
 
 
-def _preload(config: dict, terminal: bool) -> None:
-    """Import now what is needed after pivot_root: from then on pyrunc's own files (and Python's
-    standard library) are no longer visible, so an import there fails."""
+def preload(config: dict, terminal: bool) -> None:
+    """Import everything the init will need for this config, called by stage1 before it changes
+    any namespace: after pivot_root pyrunc's files (and Python's standard library) are out of
+    sight, and inside a user namespace the mapped root may not be allowed to read them."""
     if terminal:
         import pyrunc.linux.console  # noqa: F401
     if hooks.of(config, "startContainer"):
         import subprocess  # noqa: F401
-    if (config.get("linux") or {}).get("seccomp"):
-        import pyrunc.linux.seccomp  # noqa: F401
+    process.preload(config)
 
 
 def _setup_console(console: socket.socket, proc: dict) -> None:
@@ -61,7 +61,6 @@ def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fi
     in_userns = any(n.get("type") == "user" for n in linux.get("namespaces") or [])
     try:
         os.umask(0)
-        _preload(config, console is not None)
         # no other process may reach our fds (the fifo) through /proc/PID/fd while we wait
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         channel.expect(sock, "go")

@@ -103,7 +103,7 @@ def _masks(c: dict, kinds: tuple[str, ...]) -> dict[str, int]:
         unknown.update(bad)
     if unknown:
         os.write(2, f"pyrunc: warning: ignoring capabilities unknown to this kernel: "
-                    f"{', '.join(sorted(unknown))}\n".encode())
+                    f"{', '.join(repr(u) for u in sorted(unknown))}\n".encode())
     return out
 
 

@@ -10,7 +10,7 @@ longer is. The init, a fork of stage1, inherits the connection and sends once th
 """
 from __future__ import annotations
 
-import json
+from pyrunc import jsonfast as json
 import socket
 
 from pyrunc.errors import PyruncError

@@ -43,15 +43,21 @@ def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fi
         preserve_fds: int) -> NoReturn:
     code = 1
     try:
+        # Import the init now, as the host's root: inside a user namespace the mapped root may
+        # not be able to read the installed package (e.g. under a 0700 /root).
+        from pyrunc.init import main as init_main
+        init_main.preload(config, console is not None)
         channel.expect(sock, "go")
+        # idmapped mounts need privilege on the host's side of the user namespace: build them
+        # here, as fds the init inherits and attaches (pyrunc/init/idmap.py)
+        from pyrunc.init import idmap
+        idmap.prepare(config, bundle)
         linux = config.get("linux") or {}
         namespaces = linux.get("namespaces") or []
         listener = (linux.get("seccomp") or {}).get("listenerPath")
         if listener:  # as the host's root, before any namespace changes what the path means
             from pyrunc.init import seccomp_listener
             seccomp_listener.connect(listener)
-        from pyrunc.init import process
-        process.preload(config)
         ns.join(ns.open_paths(namespaces))
         flags = ns.new_flags(namespaces)
         if flags & sc.CLONE_NEWUSER:
@@ -82,8 +88,7 @@ def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fi
             _write_time_offsets(linux["timeOffsets"])
         pid = os.fork()
         if pid == 0:
-            from pyrunc.init.main import run as run_init
-            run_init(sock, config, bundle, container_id, fifo_fd=fifo_fd, console=console,
+            init_main.run(sock, config, bundle, container_id, fifo_fd=fifo_fd, console=console,
                      no_pivot=no_pivot, no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
         channel.send(sock, "pid", str(pid))
         code = 0

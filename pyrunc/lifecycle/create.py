@@ -184,8 +184,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                "pid": init_pid, "bundle": bundle, "annotations": record["annotations"]}
         hooks.run(config, "prestart", oci)
         hooks.run(config, "createRuntime", oci)
-        import json
-        channel.send(parent, "ok", json.dumps(oci))
+        from pyrunc import jsonfast
+        channel.send(parent, "ok", jsonfast.dumps(oci))
         channel.expect(parent, "ready")
         mgr.add_deferred(init_pid)
         record["status"] = "created"

@@ -2,7 +2,7 @@
 "oom" events, as JSON lines in runc's event shape: {"type": ..., "id": ..., "data": ...}."""
 from __future__ import annotations
 
-import json
+from pyrunc import jsonfast as json
 import re
 import sys
 import time

@@ -1,7 +1,7 @@
 """`list`: every container under the state root, as runc's table, JSON, or IDs only."""
 from __future__ import annotations
 
-import json
+from pyrunc import jsonfast as json
 import os
 import sys
 

@@ -1,7 +1,7 @@
 """`ps`: the container's processes, as ps(1) shows them (containerd's top) or as a JSON pid list."""
 from __future__ import annotations
 
-import json
+from pyrunc import jsonfast as json
 import subprocess
 import sys
 

@@ -1,7 +1,7 @@
 """`spec`: write a default config.json into the bundle, as `runc spec` does."""
 from __future__ import annotations
 
-import json
+from pyrunc import jsonfast as json
 import os
 
 from pyrunc.errors import PyruncError
@@ -18,6 +18,6 @@ def main(g, flags: dict, args: list[str]) -> int:
         raise PyruncError(f"bundle {bundle} is not a directory")
     config = default_config(rootless=flags.get("rootless", False), uid=os.getuid(), gid=os.getgid())
     with open(path, "x") as f:
-        json.dump(config, f, indent="\t")
+        f.write(json.dumps(config, indent="\t"))
         f.write("\n")
     return 0

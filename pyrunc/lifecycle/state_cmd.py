@@ -1,7 +1,7 @@
 """`state`: the runtime-spec state of one container, as JSON on stdout."""
 from __future__ import annotations
 
-import json
+from pyrunc import jsonfast as json
 import sys
 
 from pyrunc import state

@@ -2,7 +2,7 @@
 -, what containerd sends) and/or runc's individual flags, which win over the JSON."""
 from __future__ import annotations
 
-import json
+from pyrunc import jsonfast as json
 import re
 import sys
 

@@ -1,7 +1,6 @@
 """Read a bundle's config.json; every way it can be unreadable becomes one clear PyruncError."""
 from __future__ import annotations
 
-import json
 import os
 import stat
 
@@ -37,13 +36,12 @@ def load_config(bundle: str) -> dict:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise PyruncError(f"{path}: not UTF-8 (byte {e.start})") from None
+    from pyrunc import jsonfast
     try:
-        config = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PyruncError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        config = jsonfast.loads(text)
     except RecursionError:
         raise PyruncError(f"{path}: JSON nested too deeply") from None
-    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
+    except ValueError as e:  # bad syntax, or an integer literal beyond Python's digit limit
         raise PyruncError(f"{path}: malformed JSON: {e}") from None
     if not isinstance(config, dict):
         raise PyruncError(f"{path}: the top level must be a JSON object")

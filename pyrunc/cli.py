@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-STR, INT, BOOL = "str", "int", "bool"
+STR, INT, BOOL, LIST = "str", "int", "bool", "list"  # LIST: a repeatable string flag
 
 GLOBAL_FLAGS: dict[str, str] = {
     "--root": STR, "--log": STR, "--log-format": STR, "--debug": BOOL,
@@ -46,6 +46,13 @@ COMMANDS: dict[str, tuple[str, dict[str, str], str]] = {
     "resume": ("pyrunc.lifecycle.pause:main_resume", {}, "<container-id>"),
     "events": ("pyrunc.lifecycle.events", {"--interval": STR, "--stats": BOOL}, "<container-id>"),
     "ps": ("pyrunc.lifecycle.ps", {"--format": STR, "-f": "--format"}, "<container-id> [ps options]"),
+    "exec": ("pyrunc.lifecycle.exec_cmd", {
+        "--console-socket": STR, "--cwd": STR, "--env": LIST, "-e": "--env", "--tty": BOOL,
+        "-t": "--tty", "--user": STR, "-u": "--user", "--additional-gids": LIST, "-g": "--additional-gids",
+        "--process": STR, "-p": "--process", "--detach": BOOL, "-d": "--detach", "--pid-file": STR,
+        "--process-label": STR, "--apparmor": STR, "--no-new-privs": BOOL, "--cap": LIST, "-c": "--cap",
+        "--preserve-fds": INT, "--cgroup": LIST, "--ignore-paused": BOOL,
+    }, "<container-id> <command> [args...]"),
 }
 
 
@@ -85,7 +92,7 @@ def _parse_flags(argv: list[str], spec: dict[str, str], stop_at_positional: bool
         kind = spec.get(name)
         if kind is None:
             raise UsageError(f"flag provided but not defined: {arg.split('=')[0]}")
-        if kind not in (STR, INT, BOOL):  # alias
+        if kind not in (STR, INT, BOOL, LIST):  # alias
             name, kind = kind, spec[kind]
         key = name.lstrip("-").replace("-", "_")
         if kind == BOOL:
@@ -110,6 +117,8 @@ def _parse_flags(argv: list[str], spec: dict[str, str], stop_at_positional: bool
                 values[key] = int(raw)
             except ValueError:
                 raise UsageError(f"invalid value {raw!r} for flag {name}: not a number") from None
+        elif kind == LIST:
+            values.setdefault(key, []).append(raw)
         else:
             values[key] = raw
     return values, argv[i:]
@@ -160,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         modname, spec, positional = COMMANDS[cmd]
         if "-h" in rest or "--help" in rest:
             sys.stdout.write(f"usage: pyrunc {cmd} [flags] {positional}\nflags: "
-                             f"{' '.join(k for k, v in spec.items() if v in (STR, INT, BOOL))}\n")
+                             f"{' '.join(k for k, v in spec.items() if v in (STR, INT, BOOL, LIST))}\n")
             return 0
         flags, args = _parse_flags(rest, spec, stop_at_positional=False)
         if "<container-id>" in positional and not args:

@@ -14,6 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config_paths import members
+
 from conftest import PYRUNC, _cgroup_dirs_named
 from pyrunc.errors import PyruncError
 from pyrunc.spec.default import default_config
@@ -135,25 +137,14 @@ JUNK = st.recursive(_scalars, lambda kids: st.lists(kids, max_size=3)
                     | st.dictionaries(st.text(max_size=6), kids, max_size=3), max_leaves=5)
 
 
-def _members(x: object, path: tuple = ()) -> list[tuple]:
-    out = [path]
-    if isinstance(x, dict):
-        for k, v in x.items():
-            out += _members(v, path + (k,))
-    elif isinstance(x, list):
-        for i, v in enumerate(x):
-            out += _members(v, path + (i,))
-    return out
-
-
 @st.composite
 def mutated(draw, base: dict) -> dict:
     cfg = json.loads(json.dumps(base))
     for _ in range(draw(st.integers(1, 3))):
-        members = _members(cfg)[1:]
-        if not members:
+        paths = members(cfg)[1:]
+        if not paths:
             break
-        path = draw(st.sampled_from(members))
+        path = draw(st.sampled_from(paths))
         parent = cfg
         for k in path[:-1]:
             parent = parent[k]

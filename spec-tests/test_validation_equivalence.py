@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("jsonschema")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from config_paths import members  # noqa: E402
 
 from pyrunc.spec import _fastcheck  # noqa: E402
 from pyrunc.spec.compile_schema import ROOT_SCHEMA, load_schemas, reference_validator  # noqa: E402
@@ -145,17 +146,6 @@ def test_generated_noisy_configs_same_errors(config):
     assert_same(config)
 
 
-def _members(x: object, path: tuple = ()) -> list[tuple]:
-    out = [path]
-    if isinstance(x, dict):
-        for k, v in x.items():
-            out += _members(v, path + (k,))
-    elif isinstance(x, list):
-        for i, v in enumerate(x):
-            out += _members(v, path + (i,))
-    return out
-
-
 @st.composite
 def mutated_real_configs(draw) -> dict:
     config = default_config(rootless=draw(st.booleans()))
@@ -163,7 +153,7 @@ def mutated_real_configs(draw) -> dict:
         {"names": ["mount"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]}]}
     config["hooks"] = {"prestart": [{"path": "/bin/true", "timeout": 3}]}
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(_members(config)[1:]))
+        path = draw(st.sampled_from(members(config)[1:]))
         parent = config
         for k in path[:-1]:
             parent = parent[k]

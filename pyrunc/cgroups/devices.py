@@ -90,8 +90,10 @@ def effective(rules: list[Rule]) -> tuple[bool, list[Rule]]:
     """(default allow?, exceptions in order) after reading every rule as the kernel would.
 
     Only exceptions that go against the default are kept: an allow rule under allow-all and a
-    deny rule under deny-all change nothing."""
-    default_allow = True
+    deny rule under deny-all change nothing. The starting default is deny, as in runc's device
+    emulator: a rule list with no `a` rule (an `update` that only allows one device, say) must not
+    open every other device."""
+    default_allow = False
     exc: list[Rule] = []
     for r in rules:
         if r.is_reset() or (r.type == "a" and r.major == WILD and r.minor == WILD):

@@ -76,16 +76,21 @@ def set_io_priority(p: dict) -> None:
         raise PyruncError(f"cannot set the I/O priority: {os.strerror(e.errno)}") from None
 
 
+def _or_flags(table: dict[str, int], names: list[str], what: str) -> int:
+    bits = 0
+    for name in names:
+        bit = table.get(name)
+        if bit is None:
+            raise PyruncError(f"{what}: unknown flag {name!r}")
+        bits |= bit
+    return bits
+
+
 def personality_value(p: dict) -> int:
     domain = DOMAINS.get(p.get("domain", ""))
     if domain is None:
         raise PyruncError(f"linux.personality: unknown domain {p.get('domain')!r} (LINUX or LINUX32)")
-    for name in p.get("flags") or []:
-        bit = PERSONALITY_FLAGS.get(name)
-        if bit is None:
-            raise PyruncError(f"linux.personality: unknown flag {name!r}")
-        domain |= bit
-    return domain
+    return domain | _or_flags(PERSONALITY_FLAGS, p.get("flags") or [], "linux.personality")
 
 
 def set_personality(value: int) -> None:
@@ -117,11 +122,7 @@ def set_memory_policy(mp: dict) -> None:
     mode = MPOL_MODES.get(mp.get("mode", ""))
     if mode is None:
         raise PyruncError(f"linux.memoryPolicy: unknown mode {mp.get('mode')!r}")
-    for name in mp.get("flags") or []:
-        bit = MPOL_FLAGS.get(name)
-        if bit is None:
-            raise PyruncError(f"linux.memoryPolicy: unknown flag {name!r}")
-        mode |= bit
+    mode |= _or_flags(MPOL_FLAGS, mp.get("flags") or [], "linux.memoryPolicy")
     nodes = parse_list(mp.get("nodes") or "", "linux.memoryPolicy.nodes")
     words = [0] * ((max(nodes) // 64 + 1) if nodes else 0)
     for n in nodes:

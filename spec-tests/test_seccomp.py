@@ -208,3 +208,15 @@ def test_missing_libseccomp_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(cffi.FFI, "dlopen", no_lib)
     with pytest.raises(PyruncError, match="libseccomp"):
         seccomp.compile({"defaultAction": "SCMP_ACT_ALLOW"})
+
+
+def test_filter_is_loaded_after_start_container_hooks(runtime, bundle):
+    """With noNewPrivileges the filter goes in just before execve ("as late as possible"): a
+    startContainer hook, which runs in the container before the user's program, is not bound by it."""
+    bundle.config["hooks"] = {"startContainer": [{"path": "/bin/mkdir", "args": ["mkdir", "/hook-made"]}]}
+    prof = allow_but({"names": MKDIR, "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS})
+    p = run(runtime, bundle, "mkdir /ct-made; echo rc=$?", prof, nnp=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["rc=1"]
+    assert (bundle.rootfs / "hook-made").is_dir(), "the hook ran under the container's filter"
+    assert not (bundle.rootfs / "ct-made").exists()

@@ -171,8 +171,8 @@ def prepare(process: dict, in_userns: bool, linux: dict | None = None, seccomp_f
 
     runc's order: limits, scheduling and no_new_privs while still fully privileged; then seccomp
     if no_new_privs is off (loading a filter without it needs CAP_SYS_ADMIN, so before the drop);
-    bounding set, user, the other capability sets; then seccomp if no_new_privs is on, as late as
-    possible; the personality last, since it changes how the rest would behave.
+    bounding set, user, the other capability sets; the personality last, since it changes how the
+    rest would behave. With no_new_privs on, seccomp waits for exec_, just before execve.
     """
     linux = linux or {}
     env = env_dict(process.get("env") or [])
@@ -221,11 +221,17 @@ def prepare(process: dict, in_userns: bool, linux: dict | None = None, seccomp_f
         except OSError as e:
             raise PyruncError(f"cannot change to cwd {cwd}: {e.strerror}") from None
     if seccomp_filter is not None and nnp:
-        _load_seccomp(seccomp_filter, oci_state)
+        # as late as possible: exec_ loads it right before execve, after the exec fifo and the
+        # startContainer hooks, which need syscalls a profile may forbid
+        global _pending_seccomp
+        _pending_seccomp = (seccomp_filter, oci_state)
     if persona is not None:
         from pyrunc.linux import sched
         sched.set_personality(persona)
     return path, list(process["args"]), env
+
+
+_pending_seccomp: tuple | None = None  # (filter, oci state), set by prepare for exec_
 
 
 def _load_seccomp(seccomp_filter, oci_state: dict | None) -> None:
@@ -252,4 +258,6 @@ def exec_(path: str, argv: list[str], env: dict[str, str], umask: int, preserve_
             os.set_inheritable(fd, True)
         except OSError:
             pass
+    if _pending_seccomp is not None:
+        _load_seccomp(*_pending_seccomp)
     os.execve(path, argv, env)

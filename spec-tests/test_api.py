@@ -38,7 +38,8 @@ def test_library_lifecycle(runtime, bundle):
     """)
     out, err = runtime.root.parent / "api.out", runtime.root.parent / "api.err"
     with open(out, "w") as o, open(err, "w") as e:  # files: the container inherits our stdio
-        code = subprocess.run([sys.executable, "-c", script], stdout=o, stderr=e, timeout=60,
-                              stdin=subprocess.DEVNULL).returncode
+        # -P and another cwd: import pyrunc as installed, not from a checkout in the cwd
+        code = subprocess.run([sys.executable, "-P", "-c", script], stdout=o, stderr=e, timeout=60,
+                              stdin=subprocess.DEVNULL, cwd=runtime.root.parent).returncode
     assert code == 0, err.read_text()
     assert "gone:" in out.read_text() and "does not exist" in out.read_text()

@@ -135,6 +135,10 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         mgr = Manager.for_container(container_id, linux.get("cgroupsPath"), linux.get("resources"),
                                     systemd_cgroup, linux_devices=linux.get("devices"))
         mgr.create()
+        # recorded at once: if this process is killed from here on, `delete --force` still
+        # finds the cgroup (and, below, the init) to remove
+        record["cgroup"] = mgr.to_state()
+        state.write(path, record)
 
         if terminal and console_sock is None:
             console_sock = _connect_console(console_socket)
@@ -176,7 +180,10 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             os.waitpid(first, 0)
         record["pid"] = init_pid
         record["init_start_time"] = state.process_start_time(init_pid)
-        record["cgroup"] = mgr.to_state()
+        if linux.get("netDevices"):  # before the hooks, which may want to see them
+            from pyrunc import netdevs
+            record["netDevices"] = netdevs.move_in(linux["netDevices"], init_pid)
+        state.write(path, record)
         channel.send(parent, "go")
         channel.expect(parent, "hooks")
         from pyrunc import hooks
@@ -194,6 +201,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             _write_pid_file(pid_file, init_pid)
         return record
     except BaseException:
+        if record.get("netDevices"):  # while the init keeps their namespace alive
+            from pyrunc import netdevs
+            netdevs.give_back(record)
         if init_pid:
             _kill_and_wait(init_pid)
         if mgr is not None:

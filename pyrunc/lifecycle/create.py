@@ -183,6 +183,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         if linux.get("netDevices"):  # before the hooks, which may want to see them
             from pyrunc import netdevs
             record["netDevices"] = netdevs.move_in(linux["netDevices"], init_pid)
+        if linux.get("intelRdt"):
+            from pyrunc import intelrdt
+            record["intelRdt"] = intelrdt.apply(linux["intelRdt"], container_id, init_pid)
         state.write(path, record)
         channel.send(parent, "go")
         channel.expect(parent, "hooks")
@@ -206,6 +209,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             netdevs.give_back(record)
         if init_pid:
             _kill_and_wait(init_pid)
+        if record.get("intelRdt"):
+            from pyrunc import intelrdt
+            intelrdt.remove(record["intelRdt"])
         if mgr is not None:
             try:
                 mgr.destroy()

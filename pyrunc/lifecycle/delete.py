@@ -24,6 +24,9 @@ def _wait_gone(record: dict, timeout: float = 10.0) -> None:
 
 def destroy(path: str, record: dict) -> None:
     """Tear down what create made: processes, cgroup, state dir; then poststop hooks."""
+    if record.get("netDevices"):  # first: the container's network namespace dies with the init
+        from pyrunc import netdevs
+        netdevs.give_back(record)
     if state.init_alive(record):
         try:
             os.kill(record["pid"], signal.SIGKILL)
@@ -35,6 +38,9 @@ def destroy(path: str, record: dict) -> None:
         mgr = Manager.from_state(record["cgroup"])
         mgr.signal_all(signal.SIGKILL)  # processes outside the init's pid namespace
         mgr.destroy()
+    if record.get("intelRdt"):
+        from pyrunc import intelrdt
+        intelrdt.remove(record["intelRdt"])
     oci = state.oci_state(path, record)
     state.remove(path)
     config = record.get("config") or {}

@@ -3,7 +3,7 @@ with --force (SIGKILL first). Its cgroup and state dir are removed and poststop 
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal  # not `signal`: it imports enum (~5 ms) for its Signals class
 import time
 
 from pyrunc import state

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal  # not `signal`: it imports enum (~5 ms) for its Signals class
 
 from pyrunc import state
 from pyrunc.errors import PyruncError
@@ -18,10 +18,10 @@ def parse_signal(text: str) -> int:
     name = text.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise PyruncError(f"unknown signal {text!r}") from None
+    num = getattr(signal, name, None)
+    if not isinstance(num, int) or name.startswith("SIG_"):  # SIG_DFL, SIG_IGN are no signals
+        raise PyruncError(f"unknown signal {text!r}")
+    return num
 
 
 def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes: bool = False) -> None:

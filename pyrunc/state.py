@@ -136,6 +136,35 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def kill_and_wait(pid: int, start_time: int | None = None, timeout: float = 10.0) -> bool:
+    """SIGKILL a process (not necessarily our child) and wait for its death; False on timeout.
+
+    A pidfd pins the process, so the start-time check holds for what we signal, and polling it
+    wakes us the moment it exits instead of sleeping in a loop."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        if start_time is not None and process_start_time(pid) != start_time:
+            return True  # already gone (a zombie) or the pid is someone else's now
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            return True
+        import select
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        done = bool(poller.poll(int(timeout * 1000)))
+        try:
+            os.waitpid(pid, os.WNOHANG)  # ours to reap when we are `run`
+        except ChildProcessError:
+            pass
+        return done
+    finally:
+        os.close(pidfd)
+
+
 def init_alive(state: dict) -> bool:
     pid = state.get("pid") or 0
     return pid > 0 and process_start_time(pid) == state.get("init_start_time")

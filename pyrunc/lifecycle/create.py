@@ -11,7 +11,6 @@ Any failure undoes every earlier step: no process, cgroup or state dir is left b
 from __future__ import annotations
 
 import os
-import _signal as signal  # not `signal`: it imports enum (~5 ms) for its Signals class
 import socket
 import time
 
@@ -63,24 +62,6 @@ def _connect_console(path: str) -> socket.socket:
         sock.close()
         raise PyruncError(f"cannot connect to console socket {path}: {e.strerror}") from None
     return sock
-
-
-def _kill_and_wait(pid: int, timeout: float = 10.0) -> None:
-    """SIGKILL a process that may not be our child, and wait until it is gone (or a zombie)."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:
-            pass
-        if state.process_start_time(pid) is None:
-            return
-        time.sleep(0.002)
 
 
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
@@ -208,7 +189,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             from pyrunc import netdevs
             netdevs.give_back(record)
         if init_pid:
-            _kill_and_wait(init_pid)
+            state.kill_and_wait(init_pid, record.get("init_start_time"))
         if record.get("intelRdt"):
             from pyrunc import intelrdt
             intelrdt.remove(record["intelRdt"])

@@ -2,24 +2,10 @@
 with --force (SIGKILL first). Its cgroup and state dir are removed and poststop hooks run."""
 from __future__ import annotations
 
-import os
 import _signal as signal  # not `signal`: it imports enum (~5 ms) for its Signals class
-import time
 
 from pyrunc import state
 from pyrunc.errors import PyruncError
-
-
-def _wait_gone(record: dict, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while state.init_alive(record):
-        if time.monotonic() > deadline:
-            raise PyruncError(f"container init {record['pid']} did not die after SIGKILL")
-        try:
-            os.waitpid(record["pid"], os.WNOHANG)  # ours to reap when we are `run`
-        except ChildProcessError:
-            pass
-        time.sleep(0.002)
 
 
 def destroy(path: str, record: dict) -> None:
@@ -27,12 +13,8 @@ def destroy(path: str, record: dict) -> None:
     if record.get("netDevices"):  # first: the container's network namespace dies with the init
         from pyrunc import netdevs
         netdevs.give_back(record)
-    if state.init_alive(record):
-        try:
-            os.kill(record["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _wait_gone(record)
+    if state.init_alive(record) and not state.kill_and_wait(record["pid"], record.get("init_start_time")):
+        raise PyruncError(f"container init {record['pid']} did not die after SIGKILL")
     if record.get("cgroup"):
         from pyrunc.cgroups import Manager
         mgr = Manager.from_state(record["cgroup"])

@@ -49,3 +49,13 @@ def test_terminal_without_console_socket_is_refused_on_create(runtime, bundle):
     p = runtime("create", "--bundle", str(bundle.path), cid)
     assert p.returncode == 1 and "console socket" in p.stderr
     assert not (runtime.root / cid).exists()
+
+
+def test_run_in_foreground_with_terminal_proxies_the_pty(runtime, bundle):
+    """runc's behaviour: `run` without --console-socket gives the container a pty of its own and
+    copies between it and our stdio."""
+    bundle.config["process"]["terminal"] = True
+    bundle.set_args("sh", "-c", "tty; [ -t 1 ] && echo stdout-is-tty; exit 5")
+    p = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
+    assert p.returncode == 5, p.stderr
+    assert "/dev/pts/" in p.stdout and "stdout-is-tty" in p.stdout

@@ -49,6 +49,25 @@ class Container:
         from pyrunc.lifecycle.kill import kill, parse_signal
         kill(self.root, self.id, parse_signal(sig) if isinstance(sig, str) else int(sig), all_processes)
 
+    def exec(self, args: list[str] | None = None, process: dict | None = None, **opts) -> int:
+        """Run a new process in the container: `args` over the config's process, with opts cwd,
+        env (list), tty, user ("uid[:gid]"), additional_gids, apparmor, process_label, cap,
+        no_new_privs as the CLI flags; or a whole runtime-spec `process`. Runner opts: detach,
+        console_socket, pid_file, preserve_fds, cgroup (list), ignore_paused. Returns the exit
+        code (0 when detached)."""
+        from pyrunc import state
+        from pyrunc.lifecycle.exec_cmd import exec_process, process_from_flags
+        runner = {k: opts.pop(k) for k in ("detach", "console_socket", "pid_file", "preserve_fds",
+                                           "cgroup", "ignore_paused") if k in opts}
+        if process is None:
+            if not args:
+                raise PyruncError("exec needs args or a process")
+            config_process = (state.read(self.root, self.id).get("config") or {}).get("process") or {}
+            process = process_from_flags(config_process, opts, list(args))
+        elif args or opts:
+            raise PyruncError("exec takes either args (with flags) or a whole process, not both")
+        return exec_process(self.root, self.id, process, **runner)
+
     def delete(self, force: bool = False) -> None:
         from pyrunc.lifecycle.delete import delete
         delete(self.root, self.id, force)

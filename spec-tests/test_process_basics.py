@@ -80,3 +80,19 @@ def test_exec_lookup_uses_container_path(runtime, bundle):
     p = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
     assert p.returncode == 1
     assert 'executable file not found in $PATH' in p.stderr
+
+
+def test_init_does_not_inherit_the_runtimes_cpu_affinity(runtime, bundle):
+    import os
+    import subprocess
+    if (os.cpu_count() or 1) < 2:
+        import pytest
+        pytest.skip("needs two CPUs")
+    bundle.set_args("sh", "-c", "grep Cpus_allowed_list /proc/self/status")
+    out = bundle.path / "out"
+    with open(out, "w") as f:
+        code = subprocess.run(runtime.cmd("run", "--bundle", str(bundle.path), runtime.new_id()),
+                              stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60,
+                              preexec_fn=lambda: os.sched_setaffinity(0, {1})).returncode
+    assert code == 0, out.read_text()
+    assert out.read_text().split()[-1] == f"0-{os.cpu_count() - 1}"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pyrunc import jsonfast as json
 import os
-import socket
 TYPE_CHECKING = False  # typing itself costs milliseconds on every command
 if TYPE_CHECKING:
+    import socket
+
+    from pyrunc.channel import Channel
     from typing import NoReturn
 
 from pyrunc import channel, hooks
@@ -53,7 +55,7 @@ def _reopen_fifo(fifo_fd: int) -> int:
     return os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
 
 
-def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fifo_fd: int,
+def run(sock: Channel, config: dict, bundle: str, container_id: str, *, fifo_fd: int,
         console: socket.socket | None, no_pivot: bool, no_new_keyring: bool,
         preserve_fds: int) -> NoReturn:
     proc = config["process"]

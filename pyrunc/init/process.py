@@ -30,6 +30,19 @@ def env_dict(env: list[str]) -> dict[str, str]:
     return out
 
 
+def home_of(uid: int) -> str:
+    """runc's default HOME: the user's entry in the container's /etc/passwd, else "/"."""
+    try:
+        with open("/etc/passwd", "rb") as f:
+            for line in f:
+                fields = line.decode(errors="replace").rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
 def find_executable(args: list[str], env: dict[str, str]) -> str:
     """runc's lookup: a name with a slash is taken as is, else searched in the container's PATH."""
     if not args:
@@ -176,6 +189,8 @@ def prepare(process: dict, in_userns: bool, linux: dict | None = None, seccomp_f
     """
     linux = linux or {}
     env = env_dict(process.get("env") or [])
+    if "HOME" not in env:
+        env["HOME"] = home_of((process.get("user") or {}).get("uid", 0))
     path = find_executable(process.get("args") or [], env)
     apply_rlimits(process.get("rlimits") or [])
     if process.get("oomScoreAdj") is not None:

@@ -7,9 +7,11 @@ maps between user and the rest), fork the container's init, report its pid and e
 from __future__ import annotations
 
 import os
-import socket
 TYPE_CHECKING = False  # typing itself costs milliseconds on every command
 if TYPE_CHECKING:
+    import socket
+
+    from pyrunc.channel import Channel
     from typing import NoReturn
 
 from pyrunc import channel
@@ -17,7 +19,7 @@ from pyrunc.linux import namespaces as ns
 from pyrunc.linux import syscalls as sc
 
 
-def report_error(sock: socket.socket, exc: BaseException) -> None:
+def report_error(sock: Channel, exc: BaseException) -> None:
     if isinstance(exc, OSError) and exc.strerror:
         msg = exc.strerror + (f": {exc.filename}" if exc.filename else "")
     else:
@@ -38,7 +40,7 @@ def _write_time_offsets(offsets: dict) -> None:
         f.write(lines)
 
 
-def run(sock: socket.socket, config: dict, bundle: str, container_id: str, *, fifo_fd: int,
+def run(sock: Channel, config: dict, bundle: str, container_id: str, *, fifo_fd: int,
         console: socket.socket | None, no_pivot: bool, no_new_keyring: bool,
         preserve_fds: int) -> NoReturn:
     code = 1

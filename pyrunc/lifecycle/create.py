@@ -11,11 +11,14 @@ Any failure undoes every earlier step: no process, cgroup or state dir is left b
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 from pyrunc import channel, state
 from pyrunc.errors import PyruncError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 
 def _now() -> str:
@@ -54,7 +57,8 @@ def _root_host_id(linux: dict, kind: str) -> int:
     return 0
 
 
-def _connect_console(path: str) -> socket.socket:
+def connect_console(path: str) -> "socket.socket":
+    import socket  # only with a terminal: the module is slow to import
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -122,7 +126,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         state.write(path, record)
 
         if terminal and console_sock is None:
-            console_sock = _connect_console(console_socket)
+            console_sock = connect_console(console_socket)
             to_close.append(console_sock)
 
         parent, child = channel.pair()
@@ -179,10 +183,14 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         channel.send(parent, "ok", jsonfast.dumps(oci))
         channel.expect(parent, "ready")
         mgr.add_deferred(init_pid)
+        try:  # since Linux 6.2 a task keeps the affinity it inherited from us: its cpuset decides
+            os.sched_setaffinity(init_pid, range(os.cpu_count() or 1))
+        except OSError:
+            pass
         record["status"] = "created"
         state.write(path, record)
         if pid_file:
-            _write_pid_file(pid_file, init_pid)
+            write_pid_file(pid_file, init_pid)
         return record
     except BaseException:
         if record.get("netDevices"):  # while the init keeps their namespace alive
@@ -206,7 +214,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         os.close(lock_fd)
 
 
-def _write_pid_file(pid_file: str, pid: int) -> None:
+def write_pid_file(pid_file: str, pid: int) -> None:
     """Atomically, as runc does: a reader never sees an empty pid file."""
     pid_file = os.path.abspath(pid_file)
     tmp = os.path.join(os.path.dirname(pid_file), f".{os.path.basename(pid_file)}.tmp")

@@ -7,33 +7,17 @@ of create, is reparented to us and we can wait for it.
 from __future__ import annotations
 
 import os
-import select
-import signal
 import socket
 import sys
 
 from pyrunc.errors import PyruncError
 from pyrunc.lifecycle.create import create
 from pyrunc.lifecycle.delete import delete
+from pyrunc.lifecycle.foreground import exit_code
+from pyrunc.lifecycle.foreground import forward_signals as _forward_signals
+from pyrunc.lifecycle.foreground import proxy_tty as _proxy_tty
 from pyrunc.lifecycle.start import start
 from pyrunc.linux import syscalls as sc
-
-_NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGWINCH, signal.SIGURG}
-
-
-def _forward_signals(pid: int) -> None:
-    def forward(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-    for sig in signal.valid_signals():
-        if sig not in _NOT_FORWARDED:
-            try:
-                signal.signal(sig, forward)
-            except (OSError, ValueError):
-                pass
-
 
 def _wait(pid: int) -> int:
     """Reap children (orphans of the container reach us too) until the init is among them."""
@@ -43,42 +27,7 @@ def _wait(pid: int) -> int:
         except ChildProcessError:
             raise PyruncError("lost track of the container's init") from None
         if got == pid:
-            return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 128 + os.WTERMSIG(status)
-
-
-def _proxy_tty(master: int, pid: int) -> int:
-    """Copy our stdin to the pty and the pty to our stdout until the init exits."""
-    import termios
-    import tty
-    saved = None
-    if os.isatty(0):
-        saved = termios.tcgetattr(0)
-        tty.setraw(0)
-        from pyrunc.linux.console import set_size
-        rows, cols = os.get_terminal_size(0).lines, os.get_terminal_size(0).columns
-        set_size(master, rows, cols)
-    fds = [master, 0]
-    try:
-        while True:
-            try:
-                ready, _, _ = select.select(fds, [], [], 0.1)
-            except InterruptedError:
-                ready = []
-            for fd in ready:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    fds.remove(fd)
-                    continue
-                os.write(1 if fd == master else master, data)
-            got, status = os.waitpid(pid, os.WNOHANG)
-            if got == pid:
-                return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 128 + os.WTERMSIG(status)
-    finally:
-        if saved is not None:
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+            return exit_code(status)
 
 
 def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,

@@ -9,6 +9,8 @@ command -v gcc >/dev/null || need+=(gcc)
 [ -x /bin/busybox ] || need+=(busybox-static)
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /lib/x86_64-linux-gnu/libseccomp.so.2 ] || need+=(libseccomp2)
 command -v runc >/dev/null || need+=(runc)
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
+import _signal as signal  # not `signal`: it imports enum (~5 ms) for its Signals class
 TYPE_CHECKING = False  # typing itself costs milliseconds on every command
 if TYPE_CHECKING:
     from typing import NoReturn

@@ -260,6 +260,7 @@ def _mount_one(root_fd: int, bundle: str, m: dict, cgroupns: bool, linux: dict, 
     opts = mountopts.parse(m.get("options"))
     if m.get("type") == "bind":
         opts.flags |= sc.MS_BIND
+    check_proc_mount(root_fd, bundle, m, opts.is_bind)
     if opts.is_bind or idmap.wanted(m):
         mount_bind(root_fd, bundle, m, opts, index, linux)
     elif m.get("type") == "cgroup":
@@ -270,6 +271,77 @@ def _mount_one(root_fd: int, bundle: str, m: dict, cgroupns: bool, linux: dict, 
             raise PyruncError(f"mount {dest}: no type given")
         mount_fs(root_fd, m, opts, linux.get("mountLabel"))
     _after_mount(root_fd, dest, opts)
+
+
+# The files under /proc a mount may cover: the ones lxcfs emulates (runc's list).
+_PROC_MOUNTABLE = frozenset({
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/crypto/fips_enabled",
+})
+
+
+def check_proc_mount(root_fd: int, bundle: str, m: dict, is_bind: bool) -> None:
+    """runc's checkProcMount. A mount over something under the container's /proc could hide what
+    masked and readonly paths protect or fake what the kernel reports, so nothing may land there
+    but a file lxcfs emulates; /proc itself may only get a procfs (a new one, or a bind of one).
+    The destination is judged where it really lands: symlinks resolved inside the rootfs (proc
+    and sysfs are never mounted through symlinks, so for them it is the path as written)."""
+    dest = m["destination"]
+    kind = m.get("type") or ""
+    where = os.path.normpath(dest) if kind in ("proc", "sysfs") and not is_bind else _landing(root_fd, dest)
+    if where != "/proc" and not where.startswith("/proc/"):
+        return
+    if where == "/proc":
+        if is_bind:
+            if _on_procfs(_bundle_path(bundle, m.get("source") or "")):
+                return
+        elif kind == "proc":
+            return
+        raise PyruncError(f"mount {dest}: only a proc filesystem may be mounted on /proc")
+    if where not in _PROC_MOUNTABLE:
+        raise PyruncError(f"mount {dest}: {where} is inside /proc, where only "
+                          f"{', '.join(sorted(_PROC_MOUNTABLE))} may be mounted over")
+
+
+def _landing(root_fd: int, dest: str) -> str:
+    """`dest` as a path inside the rootfs with every symlink of its existing part resolved
+    there, the missing rest taken as written."""
+    parts = [p for p in dest.split("/") if p and p != "."]
+    root = os.readlink(paths.fd_path(root_fd))
+    tail: list[str] = []
+    while True:
+        try:
+            fd = paths.open_in_root(root_fd, "/".join(parts))
+        except OSError:
+            if not parts:
+                raise
+            tail.insert(0, parts.pop())
+            continue
+        try:
+            real = os.readlink(paths.fd_path(fd))
+        finally:
+            os.close(fd)
+        inside = "/" + real[len(root):].lstrip("/") if real.startswith(root) else real
+        return os.path.normpath(os.path.join(inside, *tail))
+
+
+def _on_procfs(path: str) -> bool:
+    """Whether `path` is on a proc filesystem: its device is that of a proc mount (os.statvfs
+    does not report a filesystem type, mountinfo does)."""
+    try:
+        dev = os.stat(path).st_dev
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    for line in lines:
+        fields = line.split()
+        post = line.partition(" - ")[2].split()
+        if len(fields) > 2 and fields[2] == want and post and post[0] == "proc":
+            return True
+    return False
 
 
 def pivot(rootfs: str, no_pivot: bool) -> None:

@@ -169,11 +169,12 @@ class Rtnl:
         self.close()
 
     # -- the request/response loop --------------------------------------------------------
-    def _request(self, kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
-        """Send one request; return the (type, payload) replies. OSError on a kernel error."""
+    def _request(self, kind: int, flags: int, body: bytes, dump: bool = False) -> list[tuple[int, bytes]]:
+        """Send one request; return the (type, payload) replies. OSError on a kernel error.
+        A dump ends with NLMSG_DONE, anything else is acknowledged."""
         self._seq += 1
         seq = self._seq
-        flags |= NLM_F_REQUEST | NLM_F_ACK
+        flags |= NLM_F_REQUEST | NLM_F_DUMP if dump else NLM_F_REQUEST | NLM_F_ACK
         self.sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body)
         replies: list[tuple[int, bytes]] = []
         while True:
@@ -192,8 +193,11 @@ class Rtnl:
                     if err:
                         raise OSError(err, os.strerror(err))
                     return replies  # the ACK
-                if mtype == NLMSG_DONE:
-                    return replies  # end of a dump; its ACK, if any, is dropped as stale next time
+                if mtype == NLMSG_DONE:  # the end of a dump, which carries a dump's error
+                    err = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 0
+                    if err:
+                        raise OSError(err, os.strerror(err))
+                    return replies
                 replies.append((mtype, payload))
 
     # -- links --------------------------------------------------------------------------------
@@ -216,7 +220,7 @@ class Rtnl:
 
     def links(self) -> list[Link]:
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        return [self._link(p) for t, p in self._request(RTM_GETLINK, NLM_F_DUMP, body) if t == RTM_NEWLINK]
+        return [self._link(p) for t, p in self._request(RTM_GETLINK, 0, body, dump=True) if t == RTM_NEWLINK]
 
     def set_link(self, index: int, *, name: str | None = None, netns_fd: int | None = None,
                  up: bool | None = None) -> None:
@@ -240,7 +244,7 @@ class Rtnl:
         primaries before their secondaries)."""
         out = []
         body = _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        for mtype, p in self._request(RTM_GETADDR, NLM_F_DUMP, body):
+        for mtype, p in self._request(RTM_GETADDR, 0, body, dump=True):
             if mtype != RTM_NEWADDR:
                 continue
             fam, plen, flags, scope, idx = _IFADDRMSG.unpack_from(p)

@@ -111,6 +111,7 @@ def _semantic(config: dict, bundle: str) -> Problems:
     _sysctl(linux, ns, out)
     _paths(linux, out)
     _devices(linux, out)
+    _netdevices(linux, ns, out)
     _resources(linux, out)
     return out
 
@@ -372,6 +373,58 @@ def _devices(linux: dict, out: Problems) -> None:
             for field in ("major", "minor"):
                 if field not in d:
                     out.append((f"/linux/devices/{i}/{field}", f"required for a device of type {d['type']!r}"))
+
+
+def _ifname_problem(name: str) -> str | None:
+    """Why the kernel would refuse `name` for an interface (dev_valid_name), or None."""
+    if not name:
+        return "is empty"
+    if len(name.encode("utf-8", "surrogateescape")) > 15:
+        return "is longer than 15 bytes"
+    if name in (".", ".."):
+        return "is not a valid interface name"
+    if any(c in "/:" or c.isspace() or c == "\0" for c in name):
+        return "contains a slash, colon, NUL or whitespace"
+    return None
+
+
+def _netdevices(linux: dict, ns: dict[str, str], out: Problems) -> None:
+    """runtime-spec 1.3: the devices move into the container's own network namespace, under
+    names that are valid and distinct there, and must exist in the runtime's namespace now."""
+    devs = _obj(linux.get("netDevices"))
+    if not devs:
+        return
+    if "network" not in ns:
+        out.append(("/linux/netDevices", "network devices can only be moved into a network namespace "
+                                         "of the container's own (add a network namespace)"))
+    elif ns["network"] and _is_host_netns(ns["network"]):
+        out.append(("/linux/netDevices", "network devices cannot be moved into the runtime's own "
+                                         "network namespace"))
+    final: dict[str, str] = {}
+    for host_name, spec in devs.items():
+        ptr = f"/linux/netDevices/{_esc(host_name)}"
+        why = _ifname_problem(host_name)
+        if why:
+            out.append((ptr, f"host interface name {_q(host_name)} {why}"))
+            continue
+        new = _obj(spec).get("name")
+        if type(new) is str and new:
+            why = _ifname_problem(new)
+            if why:
+                out.append((f"{ptr}/name", f"interface name {_q(new)} {why}"))
+                continue
+        else:
+            new = host_name
+        if new in final:
+            out.append((ptr, f"{_q(host_name)} would be called {_q(new)} in the container, as "
+                             f"{_q(final[new])} would"))
+        else:
+            final[new] = host_name
+        import socket
+        try:
+            socket.if_nametoindex(host_name)
+        except OSError:
+            out.append((ptr, f"no network device {_q(host_name)} in the runtime's network namespace"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_guest_booted_pure_v2_and_reported(guest):
     assert guest.exit_code not in (124, 125), f"the guest did not finish:\n{_tail(guest)}"
     booted = next(line for line in guest.lines if "PYRUNC-V2VM-BOOTED" in line)
     for c in ("cpu", "memory", "pids", "io"):
-        assert c in booted.split("controllers=")[1].split(","), booted
+        assert c in booted.split("controllers=")[1].split()[0].split(","), booted
 
 
 @pytest.mark.parametrize("check", ["pure-v2", "limits", "pids-max", "memory-oom"])
@@ -64,18 +64,41 @@ def test_kernel_is_really_v2(guest, check):
     assert f"V2VM-CHECK {check} ok" in guest.output, _tail(guest)
 
 
-@pytest.mark.parametrize("check", ["pyrunc-manager", "pyrunc-create-limits", "pyrunc-run-limits"])
+# check -> (guest file, the guest test that prints it)
+PYRUNC_CHECKS = {
+    "pyrunc-manager": ("guest_pyrunc_cgroups", "test_manager_creates"),
+    "pyrunc-create-limits": ("guest_pyrunc_cgroups", "test_pyrunc_create"),
+    "pyrunc-run-limits": ("guest_pyrunc_cgroups", "test_pyrunc_run"),
+    "pyrunc-devices-ebpf": ("guest_pyrunc_ops", "test_device_filter"),
+    "pyrunc-ps": ("guest_pyrunc_ops", "test_running_container"),
+    "pyrunc-events-stats": ("guest_pyrunc_ops", "test_running_container"),
+    "pyrunc-update": ("guest_pyrunc_ops", "test_running_container"),
+    "pyrunc-update-devices": ("guest_pyrunc_ops", "test_running_container"),
+    "pyrunc-pause-resume": ("guest_pyrunc_ops", "test_running_container"),
+    "pyrunc-kill-paused": ("guest_pyrunc_ops", "test_running_container"),
+    "pyrunc-kill-all": ("guest_pyrunc_ops", "test_kill_all"),
+    "pyrunc-2mib-cgroupns": ("guest_pyrunc_ops", "test_2mib_container"),
+    "pyrunc-2mib-plain": ("guest_pyrunc_ops", "test_2mib_container"),
+    "pyrunc-io-max": ("guest_pyrunc_ops", "test_io_max"),
+    "pyrunc-no-cgroupns-view": ("guest_pyrunc_ops", "test_no_cgroupns_mount"),
+}
+
+
+@pytest.mark.parametrize("check", list(PYRUNC_CHECKS))
 def test_pyrunc_on_v2(guest, check):
     if f"V2VM-CHECK {check} ok" in guest.output:
         return
-    test = {"pyrunc-manager": "test_manager_creates", "pyrunc-create-limits": "test_pyrunc_create",
-            "pyrunc-run-limits": "test_pyrunc_run"}[check]
+    file, test = PYRUNC_CHECKS[check]
     failed = re.search(rf"^(FAILED|ERROR) \S*{test}\S*.*$", guest.output, re.M)
     assert not failed, f"{check} failed in the guest:\n{_tail(guest, 120)}"
-    # pytest -rs lists skips by line, not by name: only the guest's own pyrunc test file may skip.
-    skips = re.findall(r"^SKIPPED \[\d+\] \S*guest_pyrunc_cgroups\.py:\d+: (.*)$", guest.output, re.M)
+    # pytest -rs lists skips by line, not by name: only the guest's own pyrunc test files may skip.
+    skips = re.findall(rf"^SKIPPED \[\d+\] \S*{file}\.py:\d+: (.*)$", guest.output, re.M)
     if skips:
         pytest.skip(f"skipped in the guest: {'; '.join(sorted(set(skips)))}")
+    # a known bug the guest marks xfail (pytest -rx lists it by name, with the reason)
+    known = re.search(rf"^XFAIL \S*{file}\.py::{test}\S*(?: - (.*))?$", guest.output, re.M)
+    if known:
+        pytest.xfail(f"known bug, xfail in the guest: {known.group(1) or ''}")
     pytest.fail(f"{check} neither passed nor was skipped in the guest:\n{_tail(guest, 120)}")
 
 

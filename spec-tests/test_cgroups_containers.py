@@ -208,3 +208,15 @@ def test_delete_after_killed_from_outside_removes_cgroups(runtime, bundle):
     assert _wait_stopped(runtime, cid) == "stopped"
     runtime("delete", cid, check=True)
     assert not list(CG.glob(f"*/**/{cid}"))
+
+
+def test_cgroup_mount_without_cgroupns_shows_the_containers_own_memory_cgroup(runtime, bundle):
+    """runc binds the container's own cgroup directories when there is no cgroup namespace; the
+    memory one must be the container's even though the init joins it last (Manager.add)."""
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"]
+                                            if n["type"] != "cgroup"]
+    bundle.config["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
+    bundle.set_args("cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    p = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(64 << 20)

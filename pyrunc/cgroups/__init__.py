@@ -101,6 +101,26 @@ class Manager:
                 return d
         return None
 
+    def proc_paths(self) -> dict[str, str]:
+        """The container's cgroup in each hierarchy as /proc/PID/cgroup will name it once the init
+        has joined, keyed like Manager.paths ("" for cgroup2, "cpu,cpuacct", "name=systemd").
+
+        The init needs this to bind-mount its own cgroups when there is no cgroup namespace: it
+        cannot read them from /proc/self/cgroup, because the memory join is deferred until just
+        before exec (see add), so at mount time that file still names the runtime's own memory
+        cgroup (and, on pure v2, the runtime's cgroup for everything). Host side, before fork.
+        """
+        from pyrunc.cgroups import hierarchy
+        out: dict[str, str] = {}
+        for h in hierarchy.mounted():
+            d = self.paths.get(h.key)
+            if d is None:
+                continue
+            rel = os.path.relpath(d, h.mountpoint)
+            root = h.mount_root if h.mount_root != "/" else ""
+            out[h.key] = root + "/" + ("" if rel == "." else rel)
+        return out
+
     def unified(self) -> str | None:
         return self.paths.get("")
 

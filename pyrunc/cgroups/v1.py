@@ -6,9 +6,6 @@ without its controller is an error naming the field. Values are written as runc 
 """
 from __future__ import annotations
 
-import errno
-import os
-
 from pyrunc.cgroups import fs
 from pyrunc.errors import PyruncError
 

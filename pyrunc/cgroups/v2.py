@@ -46,7 +46,7 @@ def convert(r: dict, has_bfq: bool = False) -> list[tuple[str, str]]:
     m = r.get("memory") or {}
     limit, swap = m.get("limit") or 0, m.get("swap") or 0
     sw = swap_max(swap, limit)
-    if sw != 0:
+    if sw != 0 or swap > 0:  # swap == limit > 0: memory+swap no bigger than memory, no swap
         out.append(("memory.swap.max", _num(sw)))
     if limit:
         out.append(("memory.max", _num(limit)))

@@ -57,7 +57,7 @@ def _reopen_fifo(fifo_fd: int) -> int:
 
 def run(sock: Channel, config: dict, bundle: str, container_id: str, *, fifo_fd: int,
         console: socket.socket | None, no_pivot: bool, no_new_keyring: bool,
-        preserve_fds: int) -> NoReturn:
+        preserve_fds: int, cgroup_paths: dict[str, str] | None = None) -> NoReturn:
     proc = config["process"]
     linux = config.get("linux") or {}
     in_userns = any(n.get("type") == "user" for n in linux.get("namespaces") or [])
@@ -67,7 +67,7 @@ def run(sock: Channel, config: dict, bundle: str, container_id: str, *, fifo_fd:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         channel.expect(sock, "go")
         root = os.path.normpath(os.path.join(bundle, config["root"]["path"]))
-        rootfs.prepare(config, bundle, root)
+        rootfs.prepare(config, bundle, root, cgroup_paths)
         channel.send(sock, "hooks")
         oci_state = json.loads(channel.expect(sock, "ok") or "{}")
         hooks.run(config, "createContainer", oci_state)

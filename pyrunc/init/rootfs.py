@@ -146,14 +146,16 @@ def _cgroup_hierarchies() -> list[tuple[str, str, str]]:
     return out
 
 
-def mount_cgroup(root_fd: int, m: dict, opts: mountopts.MountOptions, cgroupns: bool) -> None:
+def mount_cgroup(root_fd: int, m: dict, opts: mountopts.MountOptions, cgroupns: bool,
+                 cgroup_paths: dict[str, str] | None = None) -> None:
     """A cgroup mount shows the container its own cgroups: a fresh cgroup filesystem inside a
     cgroup namespace, a bind of its own directories without one. On v1 and hybrid hosts that is a
-    tmpfs with one mount per hierarchy, as runc makes it."""
+    tmpfs with one mount per hierarchy, as runc makes it. The directories are the container's
+    (`cgroup_paths`), not ours: we have not joined its memory cgroup yet (see Manager.add)."""
     dest = m["destination"]
     flags = opts.flags & ~sc.MS_RDONLY
     hierarchies = _cgroup_hierarchies()
-    own = _own_cgroups()
+    own = cgroup_paths if cgroup_paths is not None else _own_cgroups()
     pure_v2 = any(mp == "/sys/fs/cgroup" and t == "cgroup2" for mp, t, _ in hierarchies)
 
     def one(sub: str, fstype: str, controllers: str, host_mp: str, own_path: str) -> None:
@@ -222,7 +224,9 @@ def _root_propagation(linux: dict) -> int:
     return prop
 
 
-def prepare(config: dict, bundle: str, rootfs: str) -> None:
+def prepare(config: dict, bundle: str, rootfs: str, cgroup_paths: dict[str, str] | None = None) -> None:
+    """`cgroup_paths`: the container's cgroups as /proc/PID/cgroup will name them (see
+    Manager.proc_paths): without a cgroup namespace the cgroup mount binds those."""
     linux = config.get("linux") or {}
     kinds = {n.get("type") for n in linux.get("namespaces") or [] if not n.get("path")}
     prop = _root_propagation(linux)
@@ -240,7 +244,7 @@ def prepare(config: dict, bundle: str, rootfs: str) -> None:
     try:
         for i, m in enumerate(config.get("mounts") or []):
             try:
-                _mount_one(root_fd, bundle, m, "cgroup" in kinds, linux, i)
+                _mount_one(root_fd, bundle, m, "cgroup" in kinds, linux, i, cgroup_paths)
             except OSError as e:
                 raise PyruncError(f"cannot mount {m.get('type') or 'bind'} on "
                                   f"{m.get('destination')}: {e.strerror}") from None
@@ -252,7 +256,8 @@ def prepare(config: dict, bundle: str, rootfs: str) -> None:
         os.close(root_fd)
 
 
-def _mount_one(root_fd: int, bundle: str, m: dict, cgroupns: bool, linux: dict, index: int) -> None:
+def _mount_one(root_fd: int, bundle: str, m: dict, cgroupns: bool, linux: dict, index: int,
+               cgroup_paths: dict[str, str] | None = None) -> None:
     dest = m.get("destination") or ""
     if not dest.startswith("/"):
         dest = "/" + dest  # runc's rule for old configs with relative destinations
@@ -264,7 +269,7 @@ def _mount_one(root_fd: int, bundle: str, m: dict, cgroupns: bool, linux: dict, 
     if opts.is_bind or idmap.wanted(m):
         mount_bind(root_fd, bundle, m, opts, index, linux)
     elif m.get("type") == "cgroup":
-        mount_cgroup(root_fd, m, opts, cgroupns)
+        mount_cgroup(root_fd, m, opts, cgroupns, cgroup_paths)
         return
     else:
         if not m.get("type"):

@@ -42,7 +42,7 @@ def _write_time_offsets(offsets: dict) -> None:
 
 def run(sock: Channel, config: dict, bundle: str, container_id: str, *, fifo_fd: int,
         console: socket.socket | None, no_pivot: bool, no_new_keyring: bool,
-        preserve_fds: int) -> NoReturn:
+        preserve_fds: int, cgroup_paths: dict[str, str] | None = None) -> NoReturn:
     code = 1
     try:
         # Import the init now, as the host's root: inside a user namespace the mapped root may
@@ -91,7 +91,8 @@ def run(sock: Channel, config: dict, bundle: str, container_id: str, *, fifo_fd:
         pid = os.fork()
         if pid == 0:
             init_main.run(sock, config, bundle, container_id, fifo_fd=fifo_fd, console=console,
-                     no_pivot=no_pivot, no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
+                     no_pivot=no_pivot, no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                     cgroup_paths=cgroup_paths)
         channel.send(sock, "pid", str(pid))
         code = 0
     except BaseException as e:  # noqa: BLE001 - everything goes back to the runtime as one line

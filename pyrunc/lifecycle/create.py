@@ -138,7 +138,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             from pyrunc.init.stage1 import run
             run(child, config, bundle, container_id, fifo_fd=fifo_fd,
                 console=console_sock if terminal else None, no_pivot=no_pivot,
-                no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
+                no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                cgroup_paths=mgr.proc_paths())
         child.close()
         try:
             mgr.add(first, defer_memory=True)  # memory is joined last: see Manager.add

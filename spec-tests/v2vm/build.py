@@ -4,8 +4,8 @@
 The host is cgroup-hybrid, so v2-only behaviour can only be tested in a guest whose kernel runs with
 `cgroup_no_v1=all`. The cloud kernel has no 9p, so nothing is shared at run time: the initramfs is
 a cached *base* (busybox, the host's own Python 3.11.7 with a trimmed stdlib, cffi's backend, pytest,
-a busybox rootfs for containers) plus a small per-run *overlay* (the working tree's pyrunc, the guest
-tests, the command). The kernel unpacks concatenated cpio archives in order, so the two are simply
+a busybox rootfs for containers, the virtio-blk and BFQ modules) plus a small per-run *overlay* (the
+pyrunc the host imports, see pyrunc_source; the guest tests; the command). The kernel unpacks concatenated cpio archives in order, so the two are simply
 concatenated. The host's own interpreter is used (not Debian's) because pyrunc's shim was built for
 it and then imports in the guest without a rebuild.
 
@@ -44,6 +44,12 @@ STDLIB_SKIP = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "ens
 LIB_ALLOW = {"libc.so.6", "libm.so.6", "libffi.so.8", "libz.so.1", "libbz2.so.1.0", "liblzma.so.5",
              "libuuid.so.1", "libexpat.so.1", "libpython3.11.so.1.0", "libseccomp.so.2",
              "libpthread.so.0", "libdl.so.2", "librt.so.1", "libgcc_s.so.1"}
+# Kernel modules put in the base, in load order (init.sh insmods all but bfq): the cloud kernel
+# builds virtio-blk as a module, and the guest's io.max tests need a real disk; BFQ, which
+# blockIO.weightDevice needs on v2 (io.bfq.weight), is loaded by the one test that wants it.
+MODULES = ["drivers/virtio/virtio_ring.ko", "drivers/virtio/virtio.ko",
+           "drivers/virtio/virtio_pci_modern_dev.ko", "drivers/virtio/virtio_pci_legacy_dev.ko",
+           "drivers/virtio/virtio_pci.ko", "drivers/block/virtio_blk.ko", "block/bfq.ko"]
 # runc in the guest lets the guest tests compare pyrunc's cgroup files with the reference's.
 REFERENCE_RUNTIMES = [Path("/usr/sbin/runc")]
 EXIT_SENTINEL = "PYRUNC-V2VM-EXIT="
@@ -259,6 +265,20 @@ def _compile_tree(stage: Path) -> None:
             pass  # a file the guest never imports (templates, py2 leftovers)
 
 
+def _stage_modules(dest: Path) -> None:
+    """The MODULES of the cached kernel, flat under `dest` (named as the kernel knows them).
+
+    A module the kernel build lacks is left out: the guest then has no disk and the io tests skip.
+    """
+    _, release = ensure_kernel()
+    mods = CACHE / "kernel" / "lib" / "modules" / release / "kernel"
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in MODULES:
+        src = mods / rel
+        if src.exists():
+            shutil.copy2(src, dest / src.name)
+
+
 def _stage_base(stage: Path, files: list[Path]) -> None:
     def put(src: Path, dst: str | None = None) -> None:
         target = stage / (dst or str(src)).lstrip("/")
@@ -312,11 +332,11 @@ def _stage_base(stage: Path, files: list[Path]) -> None:
                                           "nobody:x:65534:65534:nobody:/:/bin/false\n")
     (stage / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
     (stage / "etc" / "hosts").write_text("127.0.0.1 localhost v2vm\n")
+    _stage_modules(stage / "v2vm" / "modules")
     shutil.copy2(HERE / "init.sh", stage / "init")
     (stage / "init").chmod(0o755)
     sys.path.insert(0, str(REPO / "bundles"))
     from build_rootfs import build as build_rootfs
-    (stage / "v2vm").mkdir()
     build_rootfs(str(stage / "v2vm" / "rootfs"))
     _compile_tree(stage / str(PY_PREFIX).lstrip("/"))
 
@@ -358,6 +378,28 @@ def build_base() -> Path:
 
 # ---------------------------------------------------------------- per-run overlay
 
+def pyrunc_source(repo: Path = REPO) -> Path:
+    """The pyrunc package the host's tests use, so that the guest tests the same code.
+
+    That is what `import pyrunc` finds in this process: the working tree with an editable install,
+    site-packages with CI's `pip install .` under `python -P` (which keeps the checkout off
+    sys.path). PYRUNC_V2VM_SOURCE overrides; with no pyrunc importable, the working tree is used.
+    """
+    env = os.environ.get("PYRUNC_V2VM_SOURCE")
+    if env:
+        return Path(env)
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec("pyrunc")
+    except (ImportError, ValueError):
+        spec = None
+    locs = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locs:
+        if (Path(loc) / "__init__.py").exists():
+            return Path(loc)
+    return repo / "pyrunc"
+
+
 def _add_shim_if_missing(pkg: Path) -> None:
     """A non-editable install leaves the built shim in site-packages, not in the tree: take it there."""
     if any(pkg.glob("_shim*.so")):
@@ -370,7 +412,8 @@ def _add_shim_if_missing(pkg: Path) -> None:
 
 
 def build_overlay(command: str, out_path: Path, repo: Path = REPO) -> Path:
-    """The working tree's pyrunc, bundles and guest tests, plus /v2vm/cmd.sh running `command`.
+    """pyrunc (see pyrunc_source), the tree's bundles and guest tests, and /v2vm/cmd.sh running
+    `command`.
 
     Uncompressed: it is small, and the kernel takes a plain cpio after a compressed one.
     """
@@ -379,7 +422,8 @@ def build_overlay(command: str, out_path: Path, repo: Path = REPO) -> Path:
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.o", "build", "*.egg-info")
         # Built rootfs trees under bundles/ stay out: the guest has its own at /v2vm/rootfs.
         ignore_rootfs = shutil.ignore_patterns("__pycache__", "*.pyc", "rootfs", "rootfs.*")
-        shutil.copytree(repo / "pyrunc", stage / "repo" / "pyrunc", ignore=ignore, symlinks=True)
+        shutil.copytree(pyrunc_source(repo), stage / "repo" / "pyrunc", ignore=ignore,
+                        symlinks=True)
         shutil.copytree(repo / "bundles", stage / "repo" / "bundles", ignore=ignore_rootfs,
                         symlinks=True)
         shutil.copytree(HERE / "guest_tests", stage / "repo" / "spec-tests" / "v2vm" / "guest_tests",

@@ -23,13 +23,17 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t mqueue mqueue /dev/mqueue 2>/dev/null
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+# The virtio disk (run.py attaches one) for the io.max tests; bfq is left to the test that needs it.
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
+    [ -e /v2vm/modules/$m.ko ] && { insmod /v2vm/modules/$m.ko 2>/dev/null || echo "PYRUNC-V2VM-WARN insmod $m failed"; }
+done
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 # One controller at a time: a controller the kernel refuses must not keep the others off.
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
     echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || echo "PYRUNC-V2VM-WARN cannot enable $c"
 done
 hostname v2vm
-echo "PYRUNC-V2VM-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime) controllers=$(cat /sys/fs/cgroup/cgroup.subtree_control | tr ' ' ,)"
+echo "PYRUNC-V2VM-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime) controllers=$(cat /sys/fs/cgroup/cgroup.subtree_control | tr ' ' ,) disk=$(cat /sys/block/vda/dev 2>/dev/null || echo none)"
 
 rc=127
 if [ -x /v2vm/cmd.sh ]; then

@@ -44,7 +44,7 @@ build = _load_build()
 QBOOT = Path("/usr/share/qemu/qboot.rom")  # a minimal firmware: boots -kernel faster than SeaBIOS
 
 PY = f"{build.PY_PREFIX}/bin/python{build.PY_VER}"
-DEFAULT_COMMAND = (f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {PY} -m pytest -p no:cacheprovider -q -s -rs "
+DEFAULT_COMMAND = (f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {PY} -m pytest -p no:cacheprovider -q -s -rsx "
                    "-o python_files='guest_*.py' spec-tests/v2vm/guest_tests")
 KERNEL_ARGS = ["console=ttyS0", "cgroup_no_v1=all", "panic=-1", "quiet", "loglevel=3",
                "rdinit=/init", "random.trust_cpu=on", "tsc=reliable"]
@@ -63,11 +63,22 @@ class Result:
     lines: list[str] = field(default_factory=list)
 
 
-def qemu_argv(kernel: Path, initrd: Path, memory_mb: int, smp: int) -> list[str]:
+DISK_MB = 16  # the guest's /dev/vda: a sparse file made per run, for io.max and device tests
+
+
+def make_disk(path: Path, size_mb: int = DISK_MB) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size_mb << 20)
+    return path
+
+
+def qemu_argv(kernel: Path, initrd: Path, memory_mb: int, smp: int,
+              disk: Path | None = None) -> list[str]:
     firmware = ["-bios", str(QBOOT)] if QBOOT.exists() else []
+    drive = ["-drive", f"file={disk},if=virtio,format=raw,cache=unsafe"] if disk else []
     return ["qemu-system-x86_64", *firmware, "-accel", "tcg", "-cpu", "max", "-m", str(memory_mb),
             "-smp", str(smp), "-nographic", "-nodefaults", "-no-user-config", "-serial", "stdio",
-            "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd),
+            "-no-reboot", *drive, "-kernel", str(kernel), "-initrd", str(initrd),
             "-append", " ".join(KERNEL_ARGS)]
 
 
@@ -78,7 +89,9 @@ def run_vm(command: str = DEFAULT_COMMAND, timeout: float = 600, memory_mb: int 
     with tempfile.TemporaryDirectory(prefix="pyrunc-v2vm.") as tmp:
         kernel, initrd = build.build_initrd(command, Path(tmp) / "initrd.img")
         built = time.monotonic()
-        proc = subprocess.Popen(qemu_argv(kernel, initrd, memory_mb, smp), stdin=subprocess.DEVNULL,
+        disk = make_disk(Path(tmp) / "disk.img")
+        proc = subprocess.Popen(qemu_argv(kernel, initrd, memory_mb, smp, disk),
+                                stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         lines: list[str] = []
         exit_code: int | None = None

@@ -220,3 +220,17 @@ def test_cgroup_mount_without_cgroupns_shows_the_containers_own_memory_cgroup(ru
     p = runtime("run", "--bundle", str(bundle.path), runtime.new_id())
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == str(64 << 20)
+
+
+def test_systemd_cgroup_without_systemd_is_a_clear_error(runtime, bundle):
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd runs here")
+    for path, words in (("system.slice:pyrunc:x", "systemd support for managing cgroups is not available"),
+                        ("/not/slice/form", 'format "slice:prefix:name"')):
+        bundle.config["linux"]["cgroupsPath"] = path
+        bundle.write()
+        cid = runtime.new_id()
+        p = runtime("--systemd-cgroup", "create", "--bundle", str(bundle.path), cid)
+        assert p.returncode == 1 and words in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+        assert not (runtime.root / cid).exists()

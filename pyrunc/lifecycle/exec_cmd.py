@@ -15,8 +15,7 @@ Every failure before execve is one line, and the child is killed and reaped: not
 from __future__ import annotations
 
 import os
-import signal
-import socket
+import _signal as signal  # not `signal`: it imports enum (~5 ms) for its Signals class
 
 from pyrunc import channel, state
 from pyrunc.errors import PyruncError
@@ -317,6 +316,7 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
                 from pyrunc.lifecycle.create import connect_console
                 console = connect_console(console_socket)
             else:
+                import socket  # only with a terminal: the module is slow to import
                 ours, console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 to_close.append(ours)
             to_close.append(console)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import select
-import signal
+import _signal as signal  # not `signal`: it imports enum (~5 ms) for its Signals class
 
 # SIGCHLD is about our own children, SIGWINCH is the proxy's business, SIGURG is not forwarded by
 # runc either (its Go runtime sends it to itself), and KILL/STOP cannot be caught at all.

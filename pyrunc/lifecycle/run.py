@@ -7,7 +7,6 @@ of create, is reparented to us and we can wait for it.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 from pyrunc.errors import PyruncError
@@ -38,6 +37,7 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep
     if terminal and console_socket is None:
         if detach:
             raise PyruncError("cannot allocate tty if pyrunc will detach without setting console socket")
+        import socket  # only with a terminal: the module is slow to import
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if not detach:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)

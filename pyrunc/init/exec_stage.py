@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 from pyrunc import channel
-from pyrunc.init import process
+from pyrunc.init import process, terminal
 from pyrunc.init.stage1 import report_error
 from pyrunc.linux import namespaces as ns
 from pyrunc.linux import syscalls as sc
@@ -58,25 +58,6 @@ def _join(ns_fds: list[tuple[str, int]]) -> None:
             pass
 
 
-def _setup_console(console: socket.socket, proc: dict) -> None:
-    """A new pty from the container's own devpts, its master to the console socket, its slave as
-    our stdio and controlling terminal (what the init does, without binding /dev/console)."""
-    from pyrunc.errors import PyruncError
-    from pyrunc.linux import console as con
-    if not os.path.exists("/dev/ptmx"):
-        raise PyruncError("exec --tty needs /dev/ptmx in the container (mount devpts at /dev/pts)")
-    master, slave, slave_path = con.open_pty("/dev/ptmx")
-    size = proc.get("consoleSize")
-    if size:
-        con.set_size(master, size.get("height", 0), size.get("width", 0))
-    con.send_fd(console, master, slave_path)
-    os.close(master)
-    console.close()
-    con.make_controlling(slave)
-    if slave > 2:
-        os.close(slave)
-
-
 def run(sock: Channel, ns_fds: list[tuple[str, int]], proc: dict, linux: dict,
         in_userns: bool, console: socket.socket | None, preserve_fds: int,
         oci_state: dict) -> NoReturn:
@@ -88,7 +69,7 @@ def run(sock: Channel, ns_fds: list[tuple[str, int]], proc: dict, linux: dict,
         channel.expect(sock, "go")
         _join(ns_fds)
         if console is not None:
-            _setup_console(console, proc)
+            terminal.setup(console, proc, bind_console=False)
         # the pages we fault in from here on are the process's: charge them to the container
         channel.send(sock, "memory")
         channel.expect(sock, "ok")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 from pyrunc import channel, hooks
 from pyrunc.errors import PyruncError
-from pyrunc.init import process, rootfs
+from pyrunc.init import process, rootfs, terminal
 from pyrunc.init.stage1 import report_error
 from pyrunc.linux import syscalls as sc
 
@@ -31,22 +31,6 @@ def preload(config: dict, terminal: bool) -> None:
     if hooks.of(config, "startContainer"):
         import subprocess  # noqa: F401
     process.preload(config)
-
-
-def _setup_console(console: socket.socket, proc: dict) -> None:
-    from pyrunc.linux import console as con
-    if not os.path.exists("/dev/ptmx"):
-        raise PyruncError("process.terminal needs /dev/ptmx in the container (mount devpts at /dev/pts)")
-    master, slave, slave_path = con.open_pty("/dev/ptmx")
-    size = proc.get("consoleSize")
-    if size:
-        con.set_size(master, size.get("height", 0), size.get("width", 0))
-    rootfs.bind_console(slave)  # through fds: /dev/console cannot redirect it
-    con.send_fd(console, master, slave_path)
-    os.close(master)
-    console.close()
-    con.make_controlling(slave)
-    os.close(slave)
 
 
 def _reopen_fifo(fifo_fd: int) -> int:
@@ -85,7 +69,7 @@ def run(sock: Channel, config: dict, bundle: str, container_id: str, *, fifo_fd:
             from pyrunc.init import sysctl
             sysctl.apply(linux["sysctl"])
         if console is not None:
-            _setup_console(console, proc)
+            terminal.setup(console, proc, bind_console=True)
         rootfs.finalize(config)
         if linux.get("seccomp"):
             from pyrunc.linux import seccomp

@@ -96,3 +96,30 @@ def test_init_does_not_inherit_the_runtimes_cpu_affinity(runtime, bundle):
                               preexec_fn=lambda: os.sched_setaffinity(0, {1})).returncode
     assert code == 0, out.read_text()
     assert out.read_text().split()[-1] == f"0-{os.cpu_count() - 1}"
+
+
+def test_preserve_fds_passes_extra_fds_and_nothing_else(runtime, bundle, tmp_path):
+    """--preserve-fds N hands fds 3..3+N-1 to the container; any other fd of ours is closed."""
+    import os
+    import subprocess
+    data = tmp_path / "data"
+    data.write_text("through fd 3\n")
+    bundle.set_args("sh", "-c", "cat <&3; [ -e /proc/1/fd/4 ] && echo fd4-leaked; echo end")
+    out = tmp_path / "out"
+    fd3 = os.open(data, os.O_RDONLY)
+    fd4 = os.open(data, os.O_RDONLY)  # inherited by pyrunc but not preserved: must not get in
+    try:
+        with open(out, "w") as f:
+            code = subprocess.run(runtime.cmd("run", "--preserve-fds", "1", "--bundle", str(bundle.path),
+                                              runtime.new_id()),
+                                  stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  pass_fds=(3, 4), timeout=60,
+                                  preexec_fn=lambda: (os.dup2(fd3, 3), os.dup2(fd4, 4))).returncode
+    finally:
+        os.close(fd3)
+        os.close(fd4)
+    text = out.read_text()
+    assert code == 0, text
+    lines = text.splitlines()
+    assert lines[0] == "through fd 3"
+    assert lines[1:] == ["end"], text

@@ -81,6 +81,8 @@ PYRUNC_CHECKS = {
     "pyrunc-2mib-plain": ("guest_pyrunc_ops", "test_2mib_container"),
     "pyrunc-io-max": ("guest_pyrunc_ops", "test_io_max"),
     "pyrunc-no-cgroupns-view": ("guest_pyrunc_ops", "test_no_cgroupns_mount"),
+    "pyrunc-events-oom": ("guest_events", "test_oom_kill_reported"),
+    "pyrunc-events-interval": ("guest_events", "test_interval_stream"),
 }
 
 

@@ -43,9 +43,12 @@ def _page_sizes() -> list[str]:
 
 
 def empty() -> dict:
-    return {"cpu": {"usage": {"kernel": 0, "user": 0}, "throttling": {}}, "cpuset": {},
-            "memory": {"usage": {"limit": 0, "failcnt": 0}, "swap": {"limit": 0, "failcnt": 0},
-                       "kernel": {"limit": 0, "failcnt": 0}, "kernelTCP": {"limit": 0, "failcnt": 0}},
+    """What runc prints for a cgroup without the controllers: its non-omitempty fields, zero."""
+    zero = {"limit": 0, "failcnt": 0}
+    return {"cpu": {"usage": {"kernel": 0, "user": 0}, "throttling": {}},
+            "cpuset": _cpuset([], [], {}),
+            "memory": {"usage": dict(zero), "swap": dict(zero), "kernel": dict(zero),
+                       "kernelTCP": dict(zero)},
             "pids": {}, "blkio": {}, "hugetlb": {}, "intel_rdt": {}, "network_interfaces": None}
 
 
@@ -87,13 +90,15 @@ def _v1(mgr, s: dict) -> None:
     hz = os.sysconf("SC_CLK_TCK")
     d = mgr.path_of("cpuacct")
     if d:
-        u = s["cpu"]["usage"]
         st = _kv(fs.read_or(d, "cpuacct.stat"))
-        u["kernel"] = st.get("system", 0) * 1_000_000_000 // hz
-        u["user"] = st.get("user", 0) * 1_000_000_000 // hz
-        u["total"] = _int(fs.read_or(d, "cpuacct.usage"))
-        u["percpu"] = [int(x) for x in fs.read_or(d, "cpuacct.usage_percpu").split()]
-        s["cpu"]["usage"] = _drop_zero(u) | {"kernel": u["kernel"], "user": u["user"]}
+        pk, pu = _percpu_modes(fs.read_or(d, "cpuacct.usage_all"))
+        # runc's key order: total, percpu, percpu_kernel, percpu_user, kernel, user
+        s["cpu"]["usage"] = _drop_zero({
+            "total": _int(fs.read_or(d, "cpuacct.usage")),
+            "percpu": [int(x) for x in fs.read_or(d, "cpuacct.usage_percpu").split()],
+            "percpu_kernel": pk, "percpu_user": pu}) | {
+            "kernel": st.get("system", 0) * 1_000_000_000 // hz,
+            "user": st.get("user", 0) * 1_000_000_000 // hz}
     d = mgr.path_of("cpu")
     if d:
         st = _kv(fs.read_or(d, "cpu.stat"))
@@ -102,8 +107,9 @@ def _v1(mgr, s: dict) -> None:
                                              "throttledTime": st.get("throttled_time", 0)})
     d = mgr.path_of("cpuset")
     if d:
-        s["cpuset"] = _drop_zero({"cpus": _ranges(fs.read_or(d, "cpuset.effective_cpus")),
-                                  "mems": _ranges(fs.read_or(d, "cpuset.effective_mems"))})
+        s["cpuset"] = _cpuset(_ranges(fs.read_or(d, "cpuset.cpus")),
+                              _ranges(fs.read_or(d, "cpuset.mems")),
+                              {k: fs.read_or(d, "cpuset." + k) for k in _CPUSET_FLAGS})
     d = mgr.path_of("memory")
     if d:
         raw = _kv(fs.read_or(d, "memory.stat"))
@@ -114,7 +120,6 @@ def _v1(mgr, s: dict) -> None:
         m["kernel"] = _mem_entry(d, "memory.kmem.")
         m["kernelTCP"] = _mem_entry(d, "memory.kmem.tcp.")
         m["raw"] = raw
-        m["use_hierarchy"] = fs.read_or(d, "memory.use_hierarchy") == "1"
         if not m["cache"]:
             del m["cache"]
     d = mgr.path_of("pids")
@@ -126,7 +131,8 @@ def _v1(mgr, s: dict) -> None:
     if d:
         b = {"ioServiceBytesRecursive": _blkio_v1(fs.read_or(
                 d, "blkio.throttle.io_service_bytes_recursive")),
-             "ioServicedRecursive": _blkio_v1(fs.read_or(d, "blkio.throttle.io_serviced_recursive"))}
+             "ioServicedRecursive": _blkio_v1(fs.read_or(
+                 d, "blkio.throttle.io_serviced_recursive"))}
         s["blkio"] = _drop_zero(b)
     d = mgr.path_of("hugetlb")
     if d:
@@ -137,6 +143,38 @@ def _v1(mgr, s: dict) -> None:
                                           ) | {"failcnt": _int(fs.read_or(d, p + "failcnt"))}
     elif mgr.unified():
         _hugetlb_v2(mgr.unified(), s)
+
+
+def _percpu_modes(text: str) -> tuple[list[int], list[int]]:
+    """cpuacct.usage_all ("cpu user system" then one line per cpu, in ns): per-cpu kernel and
+    user time, runc's percpu_kernel and percpu_user."""
+    kern: list[int] = []
+    user: list[int] = []
+    for line in text.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) == 3 and parts[0].isdigit():
+            user.append(_int(parts[1]))
+            kern.append(_int(parts[2]))
+    return kern, user
+
+
+# runc's types.CPUSet prints these always (no omitempty), zero where there is no file (v2)
+_CPUSET_FLAGS = ("cpu_exclusive", "mem_hardwall", "mem_exclusive", "memory_migrate",
+                 "memory_spread_page", "memory_spread_slab", "memory_pressure",
+                 "sched_load_balance", "sched_relax_domain_level")
+
+
+def _cpuset(cpus: list[int], mems: list[int], flags: dict[str, str]) -> dict:
+    out: dict = {}
+    if cpus:
+        out["cpus"] = cpus
+    out["cpu_exclusive"] = 0
+    if mems:
+        out["mems"] = mems
+    for k in _CPUSET_FLAGS:
+        v = flags.get(k, "").strip()
+        out[k] = int(v) if v.lstrip("-").isdigit() else 0
+    return out
 
 
 def _ranges(text: str) -> list[int]:
@@ -167,9 +205,8 @@ def _v2(d: str, s: dict) -> None:
     s["cpu"]["throttling"] = _drop_zero({"periods": st.get("nr_periods", 0),
                                          "throttledPeriods": st.get("nr_throttled", 0),
                                          "throttledTime": st.get("throttled_usec", 0) * 1000})
-    if fs.has(d, "cpuset.cpus.effective"):
-        s["cpuset"] = _drop_zero({"cpus": _ranges(fs.read_or(d, "cpuset.cpus.effective")),
-                                  "mems": _ranges(fs.read_or(d, "cpuset.mems.effective"))})
+    s["cpuset"] = _cpuset(_ranges(fs.read_or(d, "cpuset.cpus.effective")),
+                          _ranges(fs.read_or(d, "cpuset.mems.effective")), {})
     if fs.has(d, "memory.current"):
         raw = _kv(fs.read_or(d, "memory.stat"))
         ev = _kv(fs.read_or(d, "memory.events"))
@@ -178,8 +215,13 @@ def _v2(d: str, s: dict) -> None:
                                  "max": _int(fs.read_or(d, "memory.peak", "0"))}) | {
             "limit": _int(fs.read_or(d, "memory.max")), "failcnt": ev.get("max", 0)}
         if fs.has(d, "memory.swap.current"):
-            m["swap"] = _drop_zero({"usage": _int(fs.read_or(d, "memory.swap.current"))}) | {
-                "limit": _int(fs.read_or(d, "memory.swap.max")), "failcnt": 0}
+            # v1 reports memory+swap as "swap"; runc adds v2's separate numbers up to match
+            swap_max = _int(fs.read_or(d, "memory.swap.max"))
+            mem_max = m["usage"]["limit"]
+            m["swap"] = _drop_zero({"usage": _int(fs.read_or(d, "memory.swap.current"))
+                                    + m["usage"].get("usage", 0)}) | {
+                "limit": swap_max if MAX_U64 in (swap_max, mem_max) else swap_max + mem_max,
+                "failcnt": 0}
         if raw.get("file"):
             m["cache"] = raw["file"]
         m["raw"] = raw
@@ -200,14 +242,3 @@ def _v2(d: str, s: dict) -> None:
                                        "value": int(kv.get(ik, 0))}))
         s["blkio"] = _drop_zero({"ioServiceBytesRecursive": byts, "ioServicedRecursive": ios})
     _hugetlb_v2(d, s)
-
-
-def oom_count(mgr) -> int:
-    """How many OOM kills the cgroup has seen: memory.events oom_kill on v2, memory.oom_control
-    oom_kill on v1. `events` reports an "oom" event whenever it grows."""
-    if mgr.kind == "v2":
-        return _kv(fs.read_or(mgr.paths[""], "memory.events")).get("oom_kill", 0)
-    d = mgr.path_of("memory")
-    if not d:
-        return 0
-    return _kv(fs.read_or(d, "memory.oom_control")).get("oom_kill", 0)

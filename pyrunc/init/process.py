@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import resource
+import stat
 import _signal as signal  # not `signal`: it imports enum (~5 ms) for its Signals class
 TYPE_CHECKING = False  # typing itself costs milliseconds on every command
 if TYPE_CHECKING:
@@ -49,8 +50,14 @@ def find_executable(args: list[str], env: dict[str, str]) -> str:
         raise PyruncError("process.args must not be empty")
     name = args[0]
     if "/" in name:
-        if not os.path.exists(name):
-            raise PyruncError(f'exec: "{name}": no such file or directory')
+        try:
+            mode = os.stat(name).st_mode
+        except OSError:
+            raise PyruncError(f'exec: "{name}": no such file or directory') from None
+        # runc refuses a directory or a file without any x bit here, before create returns, so
+        # the client hears "permission denied" (podman: exit 126) instead of a failed start.
+        if stat.S_ISDIR(mode) or not mode & 0o111:
+            raise PyruncError(f'exec: "{name}": permission denied')
         return name
     for d in (env.get("PATH") or DEFAULT_PATH).split(":"):
         cand = os.path.join(d or ".", name)

@@ -223,6 +223,24 @@ def _stdlib_files() -> list[Path]:
     return files
 
 
+def _host_site() -> Path:
+    return Path(sysconfig.get_paths()["purelib"])
+
+
+def _guest_site() -> Path:
+    """Where the guest's Python (the base installation, not a venv) looks for packages."""
+    return PY_PREFIX / "lib" / f"python{PY_VER}" / "site-packages"
+
+
+def _guest_path(p: Path) -> str:
+    """A host file's place in the guest: site-packages content moves to the guest's site-packages
+    (the host's may be a venv's, which the guest's Python would not search)."""
+    try:
+        return str(_guest_site() / p.relative_to(_host_site()))
+    except ValueError:
+        return str(p)
+
+
 def _site_files() -> list[Path]:
     site = Path(sysconfig.get_paths()["purelib"])
     files: list[Path] = []
@@ -302,7 +320,8 @@ def _stage_base(stage: Path, files: list[Path]) -> None:
             if needed is None:
                 continue
             libs.update(needed)
-        put(f)
+        guest = _guest_path(f)
+        put(f, guest if guest != str(f) else None)
     for ref in REFERENCE_RUNTIMES:
         needed = _needed_libs(ref) if ref.exists() else None
         if needed is not None:
@@ -430,7 +449,7 @@ def build_overlay(command: str, out_path: Path, repo: Path = REPO) -> Path:
                         ignore=ignore, symlinks=True)
         _add_shim_if_missing(stage / "repo" / "pyrunc")
         _compile_tree(stage / "repo")
-        site = stage / str(Path(sysconfig.get_paths()["purelib"])).lstrip("/")
+        site = stage / str(_guest_site()).lstrip("/")
         site.mkdir(parents=True)
         (site / "pyrunc-v2vm.pth").write_text("/repo\n")
         script = (f"#!{PY_PREFIX}/bin/python{PY_VER}\nimport sys\nfrom pyrunc.cli import main\n"

@@ -12,7 +12,6 @@ container's cgroup files itself for `ctr task metrics` (it calls runc only on pu
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -26,7 +25,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "clients"))
 from conftest import PYRUNC, _alive, _cgroup_dirs_named  # noqa: E402
-from containerd_env import IMAGE, NAMESPACE, Containerd, build_oci_archive, ensure_installed, run_in_pty  # noqa: E402
+from containerd_env import (IMAGE, NAMESPACE, Containerd, build_oci_archive,  # noqa: E402
+                            ensure_installed, run_in_pty)
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 # The runtime under test; point it at runc to see what the scenarios expect of a runc-compatible one.
@@ -45,8 +45,8 @@ class Ctr:
 
     def run_args(self, cid: str, binary: str = RUNTIME) -> list[str]:
         self.cgroups.append(cid)
-        return ["run", "--snapshotter", "native", "--runc-binary", binary,
-                "--runc-root", str(self.d.runc_root), "--cgroup", f"/{cid}", "--fifo-dir", str(self.d.fifo_dir)]
+        return ["run", "--snapshotter", "native", "--runc-binary", binary, "--runc-root", str(self.d.runc_root),
+                "--cgroup", f"/{cid}", "--fifo-dir", str(self.d.fifo_dir)]
 
     def exec_args(self, cid: str, exec_id: str) -> list[str]:
         """ctr leaves a detached exec's fifos behind: keep them under our tmp dir."""
@@ -63,6 +63,11 @@ class Ctr:
                 return
             time.sleep(0.1)
         raise AssertionError(f"task {cid} never became {status}: {self.tasks()}")
+
+    def remove_if_left(self, cid: str) -> None:
+        """For `finally:`: a scenario that got through has already removed its container."""
+        if cid in self.d.ctr("container", "ls", "-q", check=False).stdout.split():
+            self.remove(cid)
 
     def remove(self, cid: str) -> None:
         """Best effort, for cleanup after a failure: kill, delete the task, remove the container."""
@@ -89,7 +94,7 @@ def ctr(rootfs_cache):
     archive = build_oci_archive(Path(rootfs_cache), base / "busybox-oci.tar")
     client = Ctr(daemon)
     try:
-        daemon.start()
+        daemon.start(runc_on_path=RUNTIME)
         daemon.ctr("images", "import", "--snapshotter", "native", str(archive), timeout=120)
         yield client
     finally:
@@ -139,9 +144,6 @@ def test_run_to_completion_like_runc(ctr):
 
 # ctr's spec options, each turned into config.json by containerd: pyrunc must make of them what runc makes.
 RUN_OPTIONS = {
-    "userns": (["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"],
-               "id; cat /proc/self/uid_map /proc/self/gid_map; ls -ln /bin/busybox | cut -c1-30; "
-               "touch /x && echo wrote"),
     "privileged": (["--privileged"], "grep Cap /proc/self/status; ls /dev | wc -l"),
     "read-only": (["--read-only"], "touch /x; echo $?; touch /tmp/x; echo $?"),
     "seccomp-env-cwd": (["--seccomp", "--env", "FOO=bar", "--cwd", "/tmp", "--allow-new-privs"],
@@ -168,6 +170,30 @@ def test_run_options_like_runc(ctr, case, tmp_path):
     assert results["pyrunc"] == results["runc"]
 
 
+def test_user_namespace_and_no_pivot(ctr):
+    """--uidmap (a remapped snapshot, uid/gid maps) and --no-pivot; ctr drops --runc-binary for these,
+    so the shim runs the `runc` on the daemon's PATH, which is pyrunc (see write_runc_on_path)."""
+    log = ctr.d.base / "runc-on-path.log"
+    log.unlink(missing_ok=True)
+    cid = ctr.new("userns")
+    script = ("cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -ln /bin/busybox | cut -c1-30; "
+              "touch /x && echo wrote")
+    p = ctr.d.ctr(*ctr.run_args(cid), "--rm", "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
+                  IMAGE, cid, "sh", "-c", script, check=False)
+    assert p.returncode == 0, p.stderr
+    want = ["0", "100000", "65536"] * 2 + ["0", "-rwxr-xr-x", "1", "0", "0", "wrote"]
+    assert p.stdout.split() == want, p.stdout
+    assert "create --bundle" in log.read_text(), "the runc on PATH was not called"
+
+    log.unlink()
+    cid = ctr.new("nopivot")
+    p = ctr.d.ctr(*ctr.run_args(cid), "--rm", "--no-pivot", IMAGE, cid, "sh", "-c",
+                  "awk '$5 == \"/\"' /proc/self/mountinfo | wc -l; ls /", check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[0] == "1" and "bin" in p.stdout.split(), p.stdout
+    assert "--no-pivot" in log.read_text()
+
+
 def test_run_with_terminal(ctr):
     """-t: the shim hands pyrunc a console socket and proxies the pty master it gets back."""
     cid = ctr.new("tty")
@@ -184,25 +210,26 @@ def test_detached_task_lifecycle(ctr):
     c = ctr.d.ctr
     try:
         c(*ctr.run_args(cid), "-d", "--memory-limit", str(32 << 20), "--cpu-quota", "50000",
-          "--cpu-period", "100000", IMAGE, cid, "sh", "-c", 'trap "exit 7" TERM; while :; do sleep 0.1; done')
+          "--cpu-period", "100000", IMAGE, cid, "sh", "-c", 'trap "exit 7" TERM; sleep 1000 & wait')
         pid, status = ctr.tasks()[cid]
         assert status == "RUNNING" and _alive(pid)
         # The pid the shim read from our --pid-file is the container's init, in the cgroup we were given.
         assert f":/{cid}\n" in Path(f"/proc/{pid}/cgroup").read_text()
-        for rel, want in (("memory/{}/memory.limit_in_bytes", str(32 << 20)), ("cpu/{}/cpu.cfs_quota_us", "50000")):
-            f = Path("/sys/fs/cgroup", rel.format(cid))
+        for controller, name, want in (("memory", "memory.limit_in_bytes", str(32 << 20)),
+                                       ("cpu", "cpu.cfs_quota_us", "50000")):
+            f = Path("/sys/fs/cgroup", controller, cid, name)
             if f.exists():  # a v1/hybrid host; a v2 host has memory.max and cpu.max instead
                 assert f.read_text().strip() == want, f
         state = Path(ctr.d.runc_root / NAMESPACE / cid)
         assert state.is_dir(), "pyrunc was not the runtime the shim called"
 
-        p = c(*ctr.exec_args(cid, "plain"), cid, "sh", "-c", "echo exec-out; cat /proc/1/cmdline; exit 4",
-              check=False)
+        p = c(*ctr.exec_args(cid, "plain"), cid, "sh", "-c",
+              "echo exec-out; cat /proc/1/cmdline; exit 4", check=False)
         assert p.returncode == 4, p.stderr
         assert p.stdout.startswith("exec-out\nsh\0-c\0"), p.stdout
 
-        out, rc = run_in_pty(["ctr", "-a", str(ctr.d.sock), "-n", NAMESPACE, *ctr.exec_args(cid, "tty"), "-t",
-                              cid, "sh", "-c", "tty; exit 5"])
+        out, rc = run_in_pty(["ctr", "-a", str(ctr.d.sock), "-n", NAMESPACE, *ctr.exec_args(cid, "tty"),
+                              "-t", cid, "sh", "-c", "tty; exit 5"])
         assert rc == 5, out
         assert "/dev/pts/" in out, out
 
@@ -210,7 +237,7 @@ def test_detached_task_lifecycle(ctr):
         c(*ctr.exec_args(cid, "bg"), "-d", cid, "sleep", "300")
         lines = c("task", "ps", cid).stdout.split("\n")[1:]
         pids = {int(line.split()[0]) for line in lines if line.strip()}
-        assert pid in pids and len(pids) >= 3, lines  # init, its sleep 0.1, the background sleep
+        assert pid in pids and len(pids) == 3, lines  # init, its sleep, the background sleep
 
         c("task", "pause", cid)
         assert ctr.tasks()[cid][1] == "PAUSED"
@@ -222,7 +249,7 @@ def test_detached_task_lifecycle(ctr):
 
         metrics = c("task", "metrics", cid).stdout
         values = dict(line.split(None, 1) for line in metrics.splitlines() if line.strip())
-        assert int(values["pids.current"]) >= 2, metrics
+        assert int(values["pids.current"]) == 3, metrics
         assert int(values["memory.usage_in_bytes"]) > 0, metrics
         assert int(values["memory.limit_in_bytes"]) == 32 << 20, metrics
 
@@ -236,8 +263,7 @@ def test_detached_task_lifecycle(ctr):
         assert not _alive(pid)
         assert not _cgroup_dirs_named(cid)
     finally:
-        if cid in c("container", "ls", "-q", check=False).stdout.split():
-            ctr.remove(cid)
+        ctr.remove_if_left(cid)
 
 
 def test_kill_all(ctr):
@@ -253,8 +279,7 @@ def test_kill_all(ctr):
         c("container", "rm", cid)
         assert not _cgroup_dirs_named(cid)
     finally:
-        if cid in c("container", "ls", "-q", check=False).stdout.split():
-            ctr.remove(cid)
+        ctr.remove_if_left(cid)
 
 
 def test_errors_reach_the_user(ctr):
@@ -283,18 +308,6 @@ def test_errors_reach_the_user(ctr):
 # running", "no such process" or "process already finished" mean the task is gone already
 # (containerd's checkKillError); anything else aborts the operation. runc 1.1 also lets `kill --all`
 # of a stopped container succeed, so the shim can sweep leftovers of an init that has exited.
-@contextlib.contextmanager
-def needs_kill_fix():
-    """Until pyrunc/lifecycle/kill.py speaks runc's words, a failure here is the known bug (xfail);
-    an imperative xfail, not a marker, so a leak found by a fixture's teardown still fails loudly.
-    Remove it (and its `with`) once kill.py is fixed."""
-    try:
-        yield
-    except AssertionError as e:
-        pytest.xfail(f"pyrunc kill on a stopped container: 'is stopped: nothing to signal' and --all "
-                     f"fails; runc: 'container not running' and --all succeeds ({str(e)[:120]})")
-
-
 def test_force_delete_of_exited_task(ctr):
     """`ctr task rm -f` of a task whose init already exited (nerdctl rm -f, kubelet cleanup)."""
     cid = ctr.new("exited")
@@ -302,13 +315,11 @@ def test_force_delete_of_exited_task(ctr):
     try:
         c(*ctr.run_args(cid), "-d", IMAGE, cid, "true")
         ctr.wait_status(cid, "STOPPED")
-        with needs_kill_fix():
-            p = c("task", "rm", "-f", cid, check=False)
-            assert p.returncode == 0, p.stderr
+        p = c("task", "rm", "-f", cid, check=False)
+        assert p.returncode == 0, p.stderr
         c("container", "rm", cid)
     finally:
-        if cid in c("container", "ls", "-q", check=False).stdout.split():
-            ctr.remove(cid)
+        ctr.remove_if_left(cid)
 
 
 def _stopped_container(runtime, bundle) -> str:
@@ -326,16 +337,14 @@ def test_kill_stopped_container_says_not_running(runtime, bundle):
     p = runtime("kill", cid, "KILL")
     runtime("delete", cid, check=True)
     assert p.returncode == 1
-    with needs_kill_fix():
-        assert "container not running" in p.stderr, p.stderr
+    assert "container not running" in p.stderr, p.stderr
 
 
 def test_kill_all_of_stopped_container_succeeds(runtime, bundle):
     cid = _stopped_container(runtime, bundle)
     p = runtime("kill", "--all", cid, "KILL")
     runtime("delete", cid, check=True)
-    with needs_kill_fix():
-        assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, p.stderr
 
 
 def _cgroup_procs(cid: str) -> list[int]:
@@ -362,8 +371,7 @@ def test_shared_pid_namespace_leftovers_are_killed_when_init_exits(ctr):
         deadline = time.monotonic() + 5
         while _cgroup_procs(cid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        with needs_kill_fix():
-            assert not _cgroup_procs(cid), "the exited container's background process survived"
+        assert not _cgroup_procs(cid), "the exited container's background process survived"
     finally:
         for name in (cid, sandbox):
             ctr.remove(name)

@@ -12,7 +12,7 @@ def parse_signal(text: str) -> int:
     """`9`, `KILL`, `SIGKILL` and `sigkill` all name SIGKILL, as in runc."""
     if text.isdigit():
         num = int(text)
-        if num <= 0 or num >= signal.NSIG:
+        if num < 0 or num >= signal.NSIG:  # 0 probes, as with kill(1) and runc
             raise PyruncError(f"invalid signal {text!r}")
         return num
     name = text.upper()
@@ -28,16 +28,19 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
     path = state.container_dir(root, container_id)
     record = state.read(root, container_id)
     status = state.status(path, record)
-    if status in ("stopped", "creating"):
-        raise PyruncError(f"container {container_id} is {status}: nothing to signal")
-    if all_processes and record.get("cgroup"):
-        from pyrunc.cgroups import Manager
-        Manager.from_state(record["cgroup"]).signal_all(sig)
-        return
+    # "container not running" is the phrase containerd's shim takes as "already gone" (runc's)
+    if status == "creating" or (status == "stopped" and not all_processes):
+        raise PyruncError(f"container not running ({container_id} is {status})")
+    if all_processes:
+        # also for a stopped init: processes it left in a shared pid namespace still get it
+        if record.get("cgroup"):
+            from pyrunc.cgroups import Manager
+            Manager.from_state(record["cgroup"]).signal_all(sig)
+        return  # never os.kill a stopped init's pid: it may be someone else's now
     try:
         os.kill(record["pid"], sig)
     except ProcessLookupError:
-        raise PyruncError(f"container {container_id} is not running") from None
+        raise PyruncError(f"container not running ({container_id} has exited)") from None
     if sig == signal.SIGKILL and status == "paused":
         # a frozen process cannot act on SIGKILL until thawed (runc thaws too)
         from pyrunc.cgroups import Manager

@@ -2,8 +2,9 @@
 fed an OCI image built here from the busybox rootfs, and stopped by its pid.
 
 Everything lives under one directory (root, state, sockets, runc root, fifos) so the test can prove
-nothing was left behind, and so the host's /var/lib/containerd and /run/containerd stay untouched
-(except the shim sockets containerd 1.6 always puts in /run/containerd/s, removed as shims exit).
+nothing was left behind, and so the host's /var/lib/containerd and /run/containerd stay untouched,
+except the shim sockets containerd 1.6 always puts in /run/containerd/s: they go as the shims exit,
+and the directory with them if this daemon made it.
 """
 from __future__ import annotations
 
@@ -126,6 +127,8 @@ class Containerd:
         self.log = base / "containerd.log"
         self.fifo_dir = base / "fifo"
         self.proc: subprocess.Popen | None = None
+        # containerd 1.6 always puts shim sockets in /run/containerd/s: remove it after us if we made it
+        self.made_run_dirs = [d for d in ("/run/containerd/s", "/run/containerd") if not os.path.exists(d)]
 
     def config(self) -> str:
         q = json.dumps  # TOML basic strings accept JSON string syntax
@@ -140,7 +143,29 @@ class Containerd:
             "[metrics]", '  address = ""', "",
         ])
 
-    def start(self) -> None:
+    def write_runc_on_path(self, runtime: str) -> Path:
+        """A `runc` first on the daemon's PATH that is `runtime`, for what ctr runs without runtime
+        options (with --uidmap or --no-pivot, ctr 1.6 replaces the options that carry --runc-binary):
+        the shim then calls "runc" from PATH with --root /run/containerd/runc/NS, which the wrapper
+        moves into our own runc root, and logs each call to prove who ran."""
+        bindir = self.base / "bin"
+        bindir.mkdir(parents=True, exist_ok=True)
+        wrapper = bindir / "runc"
+        wrapper.write_text(f"""#!/bin/sh
+echo "$*" >> {self.base}/runc-on-path.log
+prev=
+first=1
+for a in "$@"; do
+    [ $first = 1 ] && set -- && first=0
+    if [ "$prev" = --root ]; then set -- "$@" "{self.runc_root}/${{a##*/}}"; else set -- "$@" "$a"; fi
+    prev=$a
+done
+exec {runtime} "$@"
+""")
+        wrapper.chmod(0o755)
+        return bindir
+
+    def start(self, runc_on_path: str | None = None) -> None:
         # The shims daemonize; as a subreaper we inherit them instead of a pid 1 that may not reap
         # (this VM's does not), and reap them in stop(). Cleared there: other tests keep pid 1.
         from pyrunc.linux.syscalls import prctl
@@ -149,19 +174,24 @@ class Containerd:
         self.runc_root.mkdir(exist_ok=True)
         cfg = self.base / "config.toml"
         cfg.write_text(self.config())
+        env = dict(os.environ)
+        if runc_on_path:
+            env["PATH"] = f"{self.write_runc_on_path(runc_on_path)}:{env.get('PATH', '/usr/bin:/bin')}"
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(["containerd", "--config", str(cfg)], stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(["containerd", "--config", str(cfg)], stdin=subprocess.DEVNULL, env=env,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"containerd exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"containerd exited {self.proc.returncode}: "
+                                   f"{self.log.read_text()[-2000:]}")
             if self.sock.exists() and self.ctr("version", check=False).returncode == 0:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"containerd did not come up: {self.log.read_text()[-2000:]}")
 
-    def ctr(self, *args: str, check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    def ctr(self, *args: str, check: bool = True, timeout: float = 60, **kw
+            ) -> subprocess.CompletedProcess:
         kw.setdefault("stdin", subprocess.DEVNULL)
         if "stdout" not in kw:
             kw["capture_output"] = True
@@ -200,6 +230,11 @@ class Containerd:
             except ProcessLookupError:
                 pass
         self._reap_shims()
+        for d in self.made_run_dirs:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass  # not empty: someone else's containerd uses it now
         from pyrunc.linux.syscalls import prctl
         prctl(PR_SET_CHILD_SUBREAPER, 0)
 

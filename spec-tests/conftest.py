@@ -158,3 +158,21 @@ def runtime(tmp_path) -> Runtime:
     if root.exists():
         leftovers += [f"state dir {p}" for p in root.iterdir()]
     assert not leftovers, f"test left behind: {leftovers}"
+
+
+def read_pty_until(master: int, marker: bytes, timeout: float = 10) -> bytes:
+    """Read a pty master until `marker` shows up, the other side closes, or `timeout` passes."""
+    import select
+    import time
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and marker not in out:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out

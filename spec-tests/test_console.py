@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import select
 import socket
-import time
+
+from conftest import read_pty_until
 
 
 def test_console_socket_receives_pty_master(runtime, bundle, tmp_path):
@@ -26,14 +26,7 @@ def test_console_socket_receives_pty_master(runtime, bundle, tmp_path):
     assert len(fds) == 1
     master = fds[0]
     runtime("start", cid, check=True)
-    out = b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and b"stdin-is-tty" not in out:
-        if select.select([master], [], [], 0.2)[0]:
-            try:
-                out += os.read(master, 4096)
-            except OSError:
-                break
+    out = read_pty_until(master, b"stdin-is-tty")
     os.close(master)
     text = out.decode()
     assert "/dev/pts/" in text

@@ -7,12 +7,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import select
 import socket
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import read_pty_until
 
 
 def started(runtime, bundle, *args: str) -> str:
@@ -209,14 +210,8 @@ def test_tty_with_console_socket(runtime, bundle, tmp_path):
     conn.close()
     server.close()
     assert len(fds) == 1 and msg.startswith(b"/dev/pts/")
-    master, out = fds[0], b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and b"stdin-is-tty" not in out:
-        if select.select([master], [], [], 0.2)[0]:
-            try:
-                out += os.read(master, 4096)
-            except OSError:
-                break
+    master = fds[0]
+    out = read_pty_until(master, b"stdin-is-tty")
     os.close(master)
     assert b"/dev/pts/" in out and b"stdin-is-tty" in out
 

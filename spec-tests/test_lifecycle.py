@@ -109,6 +109,8 @@ def test_kill_default_is_sigterm_and_bad_signal_fails(runtime, bundle):
     trapped(bundle)
     bad = runtime("kill", cid, "SIGNOPE")
     assert bad.returncode == 1 and "SIGNOPE" in bad.stderr
+    assert runtime("kill", cid, "0").returncode == 0, "signal 0 probes, as in runc"
+    assert runtime.state(cid)["status"] == "running"
     runtime("kill", cid, check=True)
     assert wait_status(runtime, cid, "stopped")["status"] == "stopped"
     runtime("delete", cid, check=True)

@@ -12,23 +12,6 @@ import stat
 from pyrunc.errors import PyruncError
 from pyrunc.linux import syscalls as sc
 
-# mount(2) flags that have a per-mount attribute twin (mount_setattr / fsmount)
-MS_TO_ATTR = {
-    sc.MS_RDONLY: sc.MOUNT_ATTR_RDONLY, sc.MS_NOSUID: sc.MOUNT_ATTR_NOSUID,
-    sc.MS_NODEV: sc.MOUNT_ATTR_NODEV, sc.MS_NOEXEC: sc.MOUNT_ATTR_NOEXEC,
-    sc.MS_NODIRATIME: sc.MOUNT_ATTR_NODIRATIME, sc.MS_NOSYMFOLLOW: sc.MOUNT_ATTR_NOSYMFOLLOW,
-}
-
-
-def attrs_of(flags: int) -> int:
-    out = sum(a for ms, a in MS_TO_ATTR.items() if flags & ms)
-    if flags & sc.MS_NOATIME:
-        out |= sc.MOUNT_ATTR_NOATIME
-    elif flags & sc.MS_STRICTATIME:
-        out |= sc.MOUNT_ATTR_STRICTATIME
-    return out
-
-
 def clone_tree(fd: int, recursive: bool) -> int:
     """A detached copy of the mount (tree) at fd: a bind mount waiting to be attached."""
     flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | sc.AT_EMPTY_PATH

@@ -16,6 +16,7 @@ import time
 import uuid
 
 import pytest
+from guesthelp import detached
 
 ROOT = "/sys/fs/cgroup"
 ROOTFS = "/v2vm/rootfs"
@@ -127,17 +128,6 @@ def set_cgroups_path(bundle: str, path: str) -> None:
 
 def sh(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
-
-
-def detached(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """For create: the container's init inherits our stdio, so pipes would never reach EOF."""
-    import tempfile
-    with tempfile.TemporaryFile("w+") as err:
-        r = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=err, timeout=timeout)
-        err.seek(0)
-        r.stderr = err.read()
-    return r
 
 
 def created_limits(runtime: list[str], bundle: str, cid: str) -> tuple[dict[str, str], str]:

@@ -75,6 +75,16 @@ def _wait(pred, what: str, timeout: float = 15.0):
     return v
 
 
+def _has_eventfd(pid: int) -> bool:
+    """Whether the process holds an eventfd: pyrunc's v1 OOM watch registers it with
+    cgroup.event_control straight after creating it, long before the OOM this test sets off."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(f) == "anon_inode:[eventfd]" for f in fds.iterdir())
+    except FileNotFoundError:
+        return False
+
+
 def test_oom_kill_is_reported_at_once_and_the_stream_ends_with_the_container(runtime, bundle):
     cid = _create(runtime, bundle, ["sh", "-c", OOM_SCRIPT], {"memory": {"limit": 16 * MiB}})
     # started before the container is: a created container has a cgroup to watch already.
@@ -82,7 +92,7 @@ def test_oom_kill_is_reported_at_once_and_the_stream_ends_with_the_container(run
     ev = Events(runtime, "--interval", "1h", cid)
     try:
         runtime("start", cid, check=True)
-        time.sleep(0.3)  # let `events` register its eventfd before the OOM
+        _wait(lambda: _has_eventfd(ev.proc.pid), "`events` to register its OOM eventfd")
         (bundle.rootfs / "go").write_text("")
         got = ev.next(timeout=15)
         assert got == {"type": "oom", "id": cid}, got

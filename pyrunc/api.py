@@ -26,7 +26,8 @@ class Container:
 
     @classmethod
     def create(cls, container_id: str, bundle: str, root: str = DEFAULT_ROOT, **opts) -> "Container":
-        """opts: pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds, systemd_cgroup."""
+        """opts: pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds, systemd_cgroup,
+        rootless (a runtime without permission for some cgroups runs without them, as runc)."""
         from pyrunc.lifecycle.create import create
         create(root, container_id, bundle, **opts)
         return cls(container_id, root)

@@ -72,6 +72,34 @@ class Globals:
         self.rootless = "auto"
         self.extra: dict = {}
 
+    def is_rootless(self) -> bool:
+        """runc's rule: `--rootless true|false` decides; `auto` means rootless when not root, or
+        when root only inside a user namespace (rootless podman runs its runtime so). A rootless
+        runtime may lack cgroups it cannot write, and keeps its state under $XDG_RUNTIME_DIR."""
+        if self.rootless in ("true", "false"):
+            return self.rootless == "true"
+        return os.geteuid() != 0 or in_user_namespace()
+
+
+def in_user_namespace() -> bool:
+    """Whether this process runs in a user namespace other than the initial one, whose uid_map
+    is the identity over all 2^32-1 ids."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def _default_root(g: Globals) -> str:
+    """runc's choice: $XDG_RUNTIME_DIR/<name> when not root, or when in a user namespace as a
+    user other than root; /run/<name> otherwise."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and (os.geteuid() != 0 or
+                (in_user_namespace() and os.environ.get("USER", "root") not in ("", "root"))):
+        return os.path.join(xdg, "pyrunc")
+    return g.root
+
 
 def _parse_flags(argv: list[str], spec: dict[str, str], stop_at_positional: bool
                  ) -> tuple[dict[str, object], list[str]]:
@@ -153,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                                     stop_at_positional=True)
         for k, v in gflags.items():
             setattr(g, k, v) if hasattr(g, k) else g.extra.__setitem__(k, v)
+        if "root" not in gflags:
+            g.root = _default_root(g)
+        if g.rootless not in ("true", "false", "auto"):
+            raise UsageError(f"invalid value {g.rootless!r} for flag --rootless (want true, false or auto)")
         if g.debug:
             os.environ["PYRUNC_DEBUG"] = "1"  # the container-side stages report tracebacks too
         if g.log_format not in ("text", "json"):

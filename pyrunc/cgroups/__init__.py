@@ -11,7 +11,10 @@ mounted hierarchy gets the directory, name=systemd and the cgroup2 mount of a hy
 """
 from __future__ import annotations
 
+import errno
 import os
+
+_NO_PERMISSION = (errno.EPERM, errno.EACCES, errno.EROFS)
 
 
 def is_frozen(state: dict) -> bool:
@@ -39,8 +42,14 @@ class Manager:
 
     def __init__(self, paths: dict[str, str], kind: str, resources: dict | None = None,
                  created: list[str] | None = None, preexisting: bool = False,
-                 linux_devices: list | None = None):
+                 linux_devices: list | None = None, rootless: bool = False,
+                 droppable: bool = False):
         self.paths = paths
+        self.rootless = rootless
+        # runc's rootless rule: without a cgroupsPath, a hierarchy the runtime has no permission
+        # for is dropped (the container runs without it) instead of failing the create; a limit
+        # that needed it still fails, clearly, in _apply
+        self.droppable = droppable
         self.linux_devices = linux_devices or []
         self.kind = kind
         self.resources = resources or {}
@@ -50,7 +59,8 @@ class Manager:
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def for_container(cls, container_id: str, cgroups_path: str | None, resources: dict | None,
-                      systemd: bool = False, linux_devices: list | None = None) -> "Manager":
+                      systemd: bool = False, linux_devices: list | None = None,
+                      rootless: bool = False) -> "Manager":
         """`linux_devices` (config linux.devices) are allowed rwm in the device cgroup, as runc
         allows them; leave it None if the caller does not have them at hand."""
         from pyrunc.errors import PyruncError
@@ -76,18 +86,20 @@ class Manager:
             if d == h.mountpoint:
                 raise PyruncError(f"cgroupsPath {cgroups_path!r} names the root cgroup")
             paths[h.key] = d
-        return cls(paths, kind, resources, linux_devices=linux_devices)
+        return cls(paths, kind, resources, linux_devices=linux_devices, rootless=rootless,
+                   droppable=rootless and not cgroups_path)
 
     def to_state(self) -> dict:
         return {"kind": self.kind, "paths": self.paths, "created": self.created,
                 "preexisting": self.preexisting, "freezer": self._freezer_file(),
-                "resources": self.resources, "linux_devices": self.linux_devices}
+                "resources": self.resources, "linux_devices": self.linux_devices,
+                "rootless": self.rootless, "droppable": self.droppable}
 
     @classmethod
     def from_state(cls, d: dict) -> "Manager":
         return cls(dict(d.get("paths") or {}), d.get("kind", "v1"), d.get("resources"),
                    list(d.get("created") or []), bool(d.get("preexisting")),
-                   d.get("linux_devices"))
+                   d.get("linux_devices"), bool(d.get("rootless")), bool(d.get("droppable")))
 
     # ---- helpers ------------------------------------------------------------------------
     def path_of(self, controller: str) -> str | None:
@@ -143,12 +155,31 @@ class Manager:
                 return d
         return next(iter(self.paths.values()))
 
+    def _drop(self, key: str) -> None:
+        """Give up hierarchy `key` (see `droppable`), removing the directories made in it."""
+        from pyrunc.cgroups import place
+        self.paths.pop(key)
+        top = place.mountpoints().get(key, "/").rstrip("/") + "/"
+        place.rmdirs([d for d in self.created if d.startswith(top)])
+        self.created = [d for d in self.created if os.path.isdir(d)]
+
+    def _join(self, key: str, pid: int) -> None:
+        from pyrunc.cgroups import fs
+        from pyrunc.errors import PyruncError
+        try:
+            fs.write(self.paths[key], "cgroup.procs", pid)
+        except PyruncError as e:
+            if not (self.droppable and e.errno in _NO_PERMISSION):
+                raise
+            self._drop(key)
+
     # ---- lifecycle ----------------------------------------------------------------------
     def create(self) -> None:
         from pyrunc.cgroups import place
         from pyrunc.errors import PyruncError
         try:
-            self.created, self.preexisting = place.make_dirs(self.paths, self.kind)
+            self.created, self.preexisting = place.make_dirs(
+                self.paths, self.kind, droppable=self.droppable)
             if self.resources:
                 self._apply(self.resources, creating=True)
         except BaseException as e:
@@ -172,18 +203,17 @@ class Manager:
         On pure v2 memory shares the one hierarchy, so deferring defers the whole join. Do not
         defer for a container with a cgroup namespace: its root is fixed when it is unshared.
         """
-        from pyrunc.cgroups import fs
         mem = self.path_of("memory") if defer_memory else None
-        for d in self.paths.values():
+        for key, d in list(self.paths.items()):
             if d != mem:
-                fs.write(d, "cgroup.procs", pid)
+                self._join(key, pid)
 
     def add_deferred(self, pid: int) -> None:
         """The second half of add(pid, defer_memory=True): join the memory hierarchy now."""
-        from pyrunc.cgroups import fs
         mem = self.path_of("memory")
-        if mem:
-            fs.write(mem, "cgroup.procs", pid)
+        for key, d in list(self.paths.items()):
+            if d == mem:
+                self._join(key, pid)
 
     def leave_memory(self, pid: int) -> None:
         """Undo add_deferred: move `pid` back to the runtime's own memory cgroup. Used around the
@@ -200,6 +230,8 @@ class Manager:
 
     def pids(self) -> list[int]:
         from pyrunc.cgroups import fs
+        if not self.paths:  # a rootless container that could make no cgroup at all
+            return []
         try:
             return fs.procs(self._main_dir())
         except OSError:
@@ -227,7 +259,16 @@ class Manager:
         self.resources = merge.merge(self.resources, resources)
 
     def _apply(self, resources: dict, creating: bool) -> None:
+        if self.rootless:  # runc: a rootless runtime's device cgroup is not expected to work
+            resources = {k: v for k, v in resources.items() if k != "devices"}
         if self.kind == "v2":
+            if "" not in self.paths:
+                from pyrunc.cgroups import v2
+                from pyrunc.errors import PyruncError
+                if v2.convert(resources, has_bfq=False):
+                    raise PyruncError("linux.resources is set but this rootless container could "
+                                      "not join or create its cgroup")
+                return
             from pyrunc.cgroups import v2
             v2.apply(self.paths[""], resources, creating=creating,
                      linux_devices=self.linux_devices)

@@ -15,6 +15,9 @@ def _target(mgr) -> tuple[str, str]:
     u = mgr.unified()
     if u and fs.has(u, "cgroup.freeze"):
         return "v2", u
+    if mgr.rootless:
+        raise PyruncError("this rootless container has no freezer cgroup: the runtime had no "
+                          "permission to create one")
     raise PyruncError("this host has no cgroup freezer (no v1 freezer hierarchy, no cgroup.freeze)")
 
 

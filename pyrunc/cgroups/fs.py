@@ -17,7 +17,9 @@ def write(d: str, name: str, value: str | int, what: str | None = None) -> None:
         raise PyruncError(f"{what or name}: this host's cgroups have no {name} "
                           f"(in {d})") from None
     except OSError as e:
-        raise PyruncError(f"cannot open {path}: {e.strerror}") from None
+        err = PyruncError(f"cannot open {path}: {e.strerror}")
+        err.errno = e.errno
+        raise err from None
     try:
         os.write(fd, data)
     except OSError as e:
@@ -26,7 +28,9 @@ def write(d: str, name: str, value: str | int, what: str | None = None) -> None:
             hint = " (value rejected by the kernel)"
         elif e.errno == errno.EBUSY:
             hint = " (in use)"
-        raise PyruncError(f"cannot write {str(value)!r} to {path}: {e.strerror}{hint}") from None
+        err = PyruncError(f"cannot write {str(value)!r} to {path}: {e.strerror}{hint}")
+        err.errno = e.errno
+        raise err from None
     finally:
         os.close(fd)
 

@@ -10,51 +10,75 @@ from pyrunc.cgroups import fs
 from pyrunc.errors import PyruncError
 
 
-def _mountpoints() -> dict[str, str]:
+def mountpoints() -> dict[str, str]:
+    """Each hierarchy's key (as in Manager.paths) and its mount point."""
     from pyrunc.cgroups.hierarchy import mounted
     return {h.key: h.mountpoint for h in mounted()}
 
 
-def make_dirs(paths: dict[str, str], kind: str) -> tuple[list[str], bool]:
+def make_dirs(paths: dict[str, str], kind: str, droppable: bool = False
+              ) -> tuple[list[str], bool]:
     """mkdir -p every leaf; return (dirs made, parents first; whether a leaf already existed).
 
     A new v1 cpuset cgroup starts with empty cpus/mems, and no task can join it until they are
     filled, so they are copied down from the parent. On cgroup2 the parent's controllers are
     enabled down the path (best effort: a resource that needs a missing one fails later, clearly).
+    With `droppable` (a rootless runtime without cgroupsPath), a hierarchy where permission is
+    denied is taken out of `paths` instead of failing.
     """
-    mounts = _mountpoints()
+    mounts = mountpoints()
     created: list[str] = []
     preexisting = False
     try:
-        for key, leaf in paths.items():
-            top = mounts.get(key, "/")
-            missing: list[str] = []
-            d = leaf
-            while d != top and d != "/" and not os.path.isdir(d):
-                missing.append(d)
-                d = os.path.dirname(d)
-            if not missing:
-                preexisting = True
-            for m in reversed(missing):
-                try:
-                    os.mkdir(m, 0o755)
-                    created.append(m)
-                except FileExistsError:
-                    pass
-                if "cpuset" in key.split(","):
-                    _copy_cpuset(m)
-            if key == "":
-                _enable_controllers(top, leaf)
+        for key, leaf in list(paths.items()):
+            mine: list[str] = []
+            try:
+                preexisting |= _make_leaf(key, leaf, mounts.get(key, "/"), mine)
+            except (OSError, PyruncError) as e:
+                if not (droppable and e.errno in (errno.EPERM, errno.EACCES, errno.EROFS)):
+                    raise
+                del paths[key]
+                rmdirs(mine)
+                mine = []
+            finally:
+                created += mine
         if preexisting:
             _check_existing(paths)
-    except OSError as e:
-        for d in reversed(created):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
-        raise PyruncError(f"cannot create cgroup {e.filename or ''}: {e.strerror}") from None
+    except BaseException as e:
+        rmdirs(created)
+        if isinstance(e, OSError):
+            raise PyruncError(f"cannot create cgroup {e.filename or ''}: {e.strerror}") from None
+        raise
     return created, preexisting
+
+
+def rmdirs(made: list[str]) -> None:
+    """Remove directories listed parents first, deepest first, as far as they are empty."""
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
+def _make_leaf(key: str, leaf: str, top: str, created: list[str]) -> bool:
+    """mkdir -p `leaf` below mount point `top`, appending what it made; whether it existed."""
+    missing: list[str] = []
+    d = leaf
+    while d != top and d != "/" and not os.path.isdir(d):
+        missing.append(d)
+        d = os.path.dirname(d)
+    for m in reversed(missing):
+        try:
+            os.mkdir(m, 0o755)
+            created.append(m)
+        except FileExistsError:
+            pass
+        if "cpuset" in key.split(","):
+            _copy_cpuset(m)
+    if key == "":
+        _enable_controllers(top, leaf)
+    return not missing
 
 
 def _copy_cpuset(d: str) -> None:

@@ -12,6 +12,9 @@ from pyrunc.errors import PyruncError
 
 def _dir(mgr, controller: str, field: str) -> str:
     d = mgr.path_of(controller)
+    if not d and mgr.rootless:
+        raise PyruncError(f"linux.resources.{field} is set but this rootless container could not "
+                          f"join or create a {controller} cgroup")
     if not d:
         raise PyruncError(f"linux.resources.{field} is set but this host has no {controller} "
                           f"cgroup controller")

@@ -58,9 +58,19 @@ def _join(ns_fds: list[tuple[str, int]]) -> None:
             pass
 
 
+def _fork_into(sock: Channel, late: list[tuple[str, int]]) -> None:
+    """Join the pid (and time) namespaces `exec` could not join for us (see exec_cmd), and fork:
+    only a child enters them. The parent tells `exec` the child's pid and is done."""
+    ns.join(late)
+    pid = os.fork()
+    if pid:
+        channel.send(sock, "pid", str(pid))
+        os._exit(0)
+
+
 def run(sock: Channel, ns_fds: list[tuple[str, int]], proc: dict, linux: dict,
         in_userns: bool, console: socket.socket | None, preserve_fds: int,
-        oci_state: dict) -> NoReturn:
+        oci_state: dict, late: list[tuple[str, int]] | None = None) -> NoReturn:
     try:
         # our fds (the channel, the console socket) are host fds: no container process may reach
         # them, or our executable, through /proc/<pid> while we are still the runtime's code
@@ -68,6 +78,8 @@ def run(sock: Channel, ns_fds: list[tuple[str, int]], proc: dict, linux: dict,
         seccomp_filter = _preload(proc, linux, console is not None)
         channel.expect(sock, "go")
         _join(ns_fds)
+        if late:
+            _fork_into(sock, late)
         if console is not None:
             terminal.setup(console, proc, bind_console=False)
         # the pages we fault in from here on are the process's: charge them to the container

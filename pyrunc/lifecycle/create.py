@@ -71,6 +71,7 @@ def connect_console(path: str) -> "socket.socket":
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
            no_new_keyring: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False,
+           rootless: bool = False,
            console_sock: socket.socket | None = None) -> dict:
     """Create the container and return its state.json contents. `console_sock`, an already
     connected socket, takes the place of `console_socket` for `run` in the foreground."""
@@ -118,7 +119,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
 
         from pyrunc.cgroups import Manager
         mgr = Manager.for_container(container_id, linux.get("cgroupsPath"), linux.get("resources"),
-                                    systemd_cgroup, linux_devices=linux.get("devices"))
+                                    systemd_cgroup, linux_devices=linux.get("devices"),
+                                    rootless=rootless)
         mgr.create()
         # recorded at once: if this process is killed from here on, `delete --force` still
         # finds the cgroup (and, below, the init) to remove
@@ -165,6 +167,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         finally:
             os.waitpid(first, 0)
         record["pid"] = init_pid
+        record["cgroup"] = mgr.to_state()  # a rootless runtime may have given up hierarchies
         record["init_start_time"] = state.process_start_time(init_pid)
         if linux.get("netDevices"):  # before the hooks, which may want to see them
             from pyrunc import netdevs
@@ -184,6 +187,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         channel.send(parent, "ok", jsonfast.dumps(oci))
         channel.expect(parent, "ready")
         mgr.add_deferred(init_pid)
+        record["cgroup"] = mgr.to_state()
         try:  # since Linux 6.2 a task keeps the affinity it inherited from us: its cpuset decides
             os.sched_setaffinity(init_pid, range(os.cpu_count() or 1))
         except OSError:
@@ -233,5 +237,6 @@ def main(g, flags: dict, args: list[str]) -> int:
     create(g.root, args[0], flags.get("bundle") or ".", pid_file=flags.get("pid_file"),
            console_socket=flags.get("console_socket"), no_pivot=flags.get("no_pivot", False),
            no_new_keyring=flags.get("no_new_keyring", False),
-           preserve_fds=flags.get("preserve_fds", 0), systemd_cgroup=g.systemd_cgroup)
+           preserve_fds=flags.get("preserve_fds", 0), systemd_cgroup=g.systemd_cgroup,
+           rootless=g.is_rootless())
     return 0

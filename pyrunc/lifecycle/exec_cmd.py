@@ -331,6 +331,14 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
                "annotations": record.get("annotations") or {}}
         later = [(k, fd) for k, fd in ns_fds if k in ("pid", "time")]
         now = [(k, fd) for k, fd in ns_fds if k not in ("pid", "time")]
+        # A runtime that is not root cannot join a pid or time namespace its user namespace does
+        # not own: the exec stage joins them after the user namespace and forks once more. The
+        # grandchild is reparented to us, so we can wait for it.
+        late = later if later and os.geteuid() != 0 and any(k == "user" for k, _ in now) else []
+        if late:
+            from pyrunc.linux import syscalls as sc
+            later = []
+            sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         with _Affinity(affinity.get("initial")), _ForChildren(later):
             pid = os.fork()
             if pid == 0:  # the child: never returns
@@ -343,7 +351,8 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
                 except BaseException as e:  # noqa: BLE001
                     channel.send(child, "error", f"cannot start the exec stage: {e}")
                     os._exit(1)
-                exec_stage.run(child, now, proc, linux, in_userns, console, preserve_fds, oci)
+                exec_stage.run(child, now, proc, linux, in_userns, console, preserve_fds, oci,
+                               late)
         child.close()
         to_close.remove(child)
         try:
@@ -353,7 +362,10 @@ def exec_process(root: str, container_id: str, proc: dict, *, detach: bool = Fal
             placed = False
             while True:
                 word, arg = channel.recv(parent)
-                if word == "memory" and not placed:
+                if word == "pid" and late:  # the grandchild that will exec; its parent is done
+                    os.waitpid(pid, 0)
+                    pid = int(arg)
+                elif word == "memory" and not placed:
                     placed = True
                     if mgr is not None:
                         mgr.add_deferred(pid)

@@ -35,8 +35,17 @@ def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes:
         # also for a stopped init: processes it left in a shared pid namespace still get it
         if record.get("cgroup"):
             from pyrunc.cgroups import Manager
-            Manager.from_state(record["cgroup"]).signal_all(sig)
-        return  # never os.kill a stopped init's pid: it may be someone else's now
+            mgr = Manager.from_state(record["cgroup"])
+            if mgr.paths:
+                mgr.signal_all(sig)
+                return
+        from pyrunc.processes import container_pids
+        for pid in container_pids(record, None):  # never a stopped init's: see container_pids
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        return
     try:
         os.kill(record["pid"], sig)
     except ProcessLookupError:

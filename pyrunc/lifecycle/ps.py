@@ -11,8 +11,9 @@ from pyrunc.cgroups.cmd import load, need_id
 
 def main(g, flags: dict, args: list[str]) -> int:
     cid = need_id(args, "ps")
-    _, _, _, mgr = load(g.root, cid)
-    pids = mgr.pids()
+    _, record, _, mgr = load(g.root, cid)
+    from pyrunc.processes import container_pids
+    pids = container_pids(record, mgr)
     fmt = flags.get("format") or "table"
     if fmt == "json":
         sys.stdout.write(json.dumps(pids) + "\n")

@@ -75,4 +75,5 @@ def main(g, flags: dict, args: list[str]) -> int:
                keep=flags.get("keep", False), console_socket=flags.get("console_socket"),
                pid_file=flags.get("pid_file"), no_pivot=flags.get("no_pivot", False),
                no_new_keyring=flags.get("no_new_keyring", False),
-               preserve_fds=flags.get("preserve_fds", 0), systemd_cgroup=g.systemd_cgroup)
+               preserve_fds=flags.get("preserve_fds", 0), systemd_cgroup=g.systemd_cgroup,
+               rootless=g.is_rootless())

@@ -12,7 +12,7 @@ command -v runc >/dev/null || need+=(runc)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 # the rootless spec-tests run a copy of pyrunc as nobody with Debian's own interpreter
-[ -x /usr/bin/python3.11 ] || need+=(python3.11-minimal)
+[ -x /usr/bin/python3.11 ] || need+=(python3.11)
 compgen -G "/usr/lib/python3/dist-packages/_cffi_backend*" >/dev/null || need+=(python3-cffi-backend)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

@@ -31,6 +31,7 @@ int pyrunc_ioprio_set(int which, int who, int ioprio);
 int pyrunc_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode);
 long pyrunc_bpf(int cmd, void *attr, unsigned int size);
 int pyrunc_seccomp_set_filter(unsigned int flags, const void *filter, unsigned short len);
+int pyrunc_seccomp_probe_flags(unsigned int flags);
 long pyrunc_keyctl(int cmd, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5);
 """
 

@@ -148,6 +148,11 @@ int pyrunc_seccomp_set_filter(unsigned int flags, const void *filter, unsigned s
     } prog = {len, filter};
     return (int)syscall(__NR_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, flags, &prog);
 }
+/* seccomp(2) with no program at all: the kernel checks the flags first (EINVAL for one it does
+ * not know) and only then reads the program (EFAULT). Nothing is ever installed. */
+int pyrunc_seccomp_probe_flags(unsigned int flags) {
+    return (int)syscall(__NR_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, flags, NULL);
+}
 long pyrunc_keyctl(int cmd, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5) {
     return syscall(SYS_keyctl, cmd, a2, a3, a4, a5);
 }

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, dict[str, str], str]] = {
     "list": ("pyrunc.lifecycle.list_cmd", {"--format": STR, "-f": "--format", "--quiet": BOOL,
                                            "-q": "--quiet"}, ""),
     "validate": ("pyrunc.lifecycle.validate_cmd", {"--bundle": STR, "-b": "--bundle"}, ""),
+    "features": ("pyrunc.lifecycle.features_cmd", {}, ""),
     "update": ("pyrunc.lifecycle.update", {
         "--resources": STR, "-r": "--resources", "--blkio-weight": STR, "--cpu-period": STR,
         "--cpu-quota": STR, "--cpu-share": STR, "--cpu-rt-period": STR, "--cpu-rt-runtime": STR,

@@ -77,6 +77,25 @@ FLAGS = {
 }
 _MAX_ARGS = 6
 
+# config-linux.md's architecture names; each is handed to libseccomp (its own name lower-cased)
+ARCHS = (
+    "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL",
+    "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_PARISC",
+    "SCMP_ARCH_PARISC64", "SCMP_ARCH_RISCV64", "SCMP_ARCH_LOONGARCH64", "SCMP_ARCH_M68K",
+    "SCMP_ARCH_SH", "SCMP_ARCH_SHEB",
+)
+
+
+def supported_flags() -> list[str]:
+    """The FLAGS this kernel takes. pyrunc loads the filter itself where libseccomp cannot pass
+    a flag, so the kernel alone decides. WAIT_KILLABLE_RECV is only valid with a listener."""
+    from pyrunc.linux import syscalls
+    return [name for name, (bit, _) in FLAGS.items()
+            if syscalls.seccomp_flags_known(
+                bit | (FLAG_NEW_LISTENER if bit == FLAG_WAIT_KILLABLE_RECV else 0))]
+
 _lib = None
 _ffi = None
 

@@ -4,6 +4,7 @@ Constants live here too, so callers never spell a magic number twice.
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from pyrunc._shim import ffi, lib
@@ -202,6 +203,14 @@ def seccomp_set_filter(flags: int, program: bytes) -> int:
     """Load a BPF program (a whole number of 8-byte instructions); the notify fd or 0."""
     buf = ffi.from_buffer(bytearray(program))
     return _check(lib.pyrunc_seccomp_set_filter(flags, buf, len(program) // 8), "seccomp")
+
+
+def seccomp_flags_known(flags: int) -> bool:
+    """Whether this kernel knows seccomp filter `flags` (see the shim's probe: EFAULT means it
+    got past the flag check)."""
+    if lib.pyrunc_seccomp_probe_flags(flags) == 0:
+        return True
+    return ffi.errno == errno.EFAULT
 
 
 KEYCTL_JOIN_SESSION_KEYRING = 1

@@ -207,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         flags, args = _parse_flags(rest, spec, stop_at_positional=False)
         if "<container-id>" in positional and not args:
             raise UsageError(f"{cmd}: missing container id (usage: pyrunc {cmd} {positional})")
-        import importlib
         modname, _, func = modname.partition(":")
-        return getattr(importlib.import_module(modname), func or "main")(g, flags, args)
+        # __import__ with a fromlist returns the module itself; `importlib` would cost a
+        # millisecond (it imports `warnings`) on every command
+        module = __import__(modname, fromlist=["main"])
+        return getattr(module, func or "main")(g, flags, args)
     except UsageError as e:
         return _fail(g, str(e))
     except KeyboardInterrupt:

@@ -13,13 +13,28 @@ of the right type (`_obj`, `_arr`, `_str`) and never assume a field is there.
 from __future__ import annotations
 
 import os
-import re
 
 from pyrunc.errors import PyruncError
 
 SUPPORTED = "1.0.0 through 1.3.x"
-_SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?",
-                     re.ASCII)
+_SEMVER_TAIL = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.-")
+
+
+def _semver(v: str) -> tuple[int, int, int] | None:
+    """MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] as SemVer 2 spells it (numbers without leading
+    zeros). By hand: `re` costs create ~5 ms to import."""
+    cut = min((i for i in (v.find("-"), v.find("+")) if i >= 0), default=len(v))
+    nums = v[:cut].split(".")
+    if len(nums) != 3 or not all(n.isascii() and n.isdigit() and (n == "0" or n[0] != "0")
+                                 for n in nums):
+        return None
+    tail = v[cut:]
+    pre, plus, build = tail.partition("+")
+    if pre and (pre[0] != "-" or len(pre) == 1 or not set(pre[1:]) <= _SEMVER_TAIL):
+        return None
+    if plus and (not build or not set(build) <= _SEMVER_TAIL):
+        return None
+    return int(nums[0]), int(nums[1]), int(nums[2])
 _NEWEST_MINOR = 3
 
 # runtime-spec namespace type -> (name under /proc/self/ns, CLONE_NEW* flag NS_GET_NSTYPE reports)
@@ -120,11 +135,11 @@ def _version(config: dict, out: Problems) -> None:
     v = config.get("ociVersion")
     if type(v) is not str:
         return
-    m = _SEMVER.fullmatch(v)
-    if not m:
+    parsed = _semver(v)
+    if not parsed:
         out.append(("/ociVersion", f"{_q(v)} is not a SemVer version (pyrunc supports {SUPPORTED})"))
         return
-    major, minor = int(m.group(1)), int(m.group(2))
+    major, minor, _ = parsed
     if major != 1:
         out.append(("/ociVersion", f"runtime-spec version {_q(v)} has major version {major}: "
                                    f"pyrunc supports {SUPPORTED}"))
@@ -565,9 +580,9 @@ class _Host:
         except OSError:
             return sizes
         for n in names:
-            m = re.fullmatch(r"hugepages-(\d+)kB", n)
-            if m:
-                kb = int(m.group(1))
+            num = n[len("hugepages-"):-len("kB")]
+            if n.startswith("hugepages-") and n.endswith("kB") and num.isascii() and num.isdigit():
+                kb = int(num)
                 sizes.add(f"{kb >> 20}GB" if kb % (1 << 20) == 0 else
                           f"{kb >> 10}MB" if kb % (1 << 10) == 0 else f"{kb}KB")
         return sizes

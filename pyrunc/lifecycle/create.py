@@ -72,15 +72,17 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
            console_socket: str | None = None, no_pivot: bool = False,
            no_new_keyring: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False,
            rootless: bool = False,
-           console_sock: socket.socket | None = None) -> dict:
+           console_sock: socket.socket | None = None, config: dict | None = None) -> dict:
     """Create the container and return its state.json contents. `console_sock`, an already
-    connected socket, takes the place of `console_socket` for `run` in the foreground."""
+    connected socket, takes the place of `console_socket` for `run` in the foreground; `config`,
+    the bundle's config.json already read by `load_config`, saves reading it twice."""
     from pyrunc.spec.load import load_config
     from pyrunc.spec.validate import check
 
     state.check_id(container_id)
     bundle = os.path.abspath(bundle)
-    config = load_config(bundle)
+    if config is None:
+        config = load_config(bundle)
     check(config, bundle)
     process = config.get("process")
     if not process:

@@ -32,7 +32,8 @@ def _wait(pid: int) -> int:
 def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
         console_socket: str | None = None, **create_opts) -> int:
     from pyrunc.spec.load import load_config
-    terminal = bool((load_config(os.path.abspath(bundle)).get("process") or {}).get("terminal"))
+    config = load_config(os.path.abspath(bundle))
+    terminal = bool((config.get("process") or {}).get("terminal"))
     ours = theirs = None
     if terminal and console_socket is None:
         if detach:
@@ -43,7 +44,7 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     try:
         record = create(root, container_id, bundle, console_socket=console_socket,
-                        console_sock=theirs, **create_opts)
+                        console_sock=theirs, config=config, **create_opts)
     finally:
         if theirs is not None:
             theirs.close()

@@ -16,12 +16,19 @@ NAMES = [
 NUMBERS = {name: i for i, name in enumerate(NAMES)}
 
 
+_last: int | None = None
+
+
 def last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return len(NAMES) - 1
+    """The kernel's highest capability number; read once (it cannot change while we run)."""
+    global _last
+    if _last is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _last = int(f.read())
+        except OSError:
+            _last = len(NAMES) - 1
+    return _last
 
 
 def to_mask(names: list[str], last: int) -> tuple[int, list[str]]:

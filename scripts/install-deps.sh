@@ -14,6 +14,8 @@ command -v nsenter >/dev/null || need+=(util-linux)
 # the rootless spec-tests run a copy of pyrunc as nobody with Debian's own interpreter
 [ -x /usr/bin/python3.11 ] || need+=(python3.11)
 compgen -G "/usr/lib/python3/dist-packages/_cffi_backend*" >/dev/null || need+=(python3-cffi-backend)
+# the D-Bus wire format of the systemd cgroup driver is checked against the reference daemon
+command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

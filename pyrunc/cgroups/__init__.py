@@ -43,8 +43,10 @@ class Manager:
     def __init__(self, paths: dict[str, str], kind: str, resources: dict | None = None,
                  created: list[str] | None = None, preexisting: bool = False,
                  linux_devices: list | None = None, rootless: bool = False,
-                 droppable: bool = False):
+                 droppable: bool = False, systemd: dict | None = None):
         self.paths = paths
+        # --systemd-cgroup: {"unit", "slice", "started"}; see pyrunc.cgroups.systemd
+        self.systemd = systemd
         self.rootless = rootless
         # runc's rootless rule: without a cgroupsPath, a hierarchy the runtime has no permission
         # for is dropped (the container runs without it) instead of failing the create; a limit
@@ -64,9 +66,10 @@ class Manager:
         """`linux_devices` (config linux.devices) are allowed rwm in the device cgroup, as runc
         allows them; leave it None if the caller does not have them at hand."""
         from pyrunc.errors import PyruncError
+        unit = None
         if systemd:
-            from pyrunc.cgroups.systemd import check_systemd
-            cgroups_path = check_systemd(container_id, cgroups_path)
+            from pyrunc.cgroups.systemd import placement
+            unit, slice_name, cgroups_path = placement(container_id, cgroups_path, rootless)
         from pyrunc.cgroups import hierarchy
         hs = hierarchy.mounted()
         kind = hierarchy.host_kind(hs)
@@ -87,19 +90,21 @@ class Manager:
                 raise PyruncError(f"cgroupsPath {cgroups_path!r} names the root cgroup")
             paths[h.key] = d
         return cls(paths, kind, resources, linux_devices=linux_devices, rootless=rootless,
-                   droppable=rootless and not cgroups_path)
+                   droppable=rootless and not cgroups_path,
+                   systemd={"unit": unit, "slice": slice_name, "started": False} if unit else None)
 
     def to_state(self) -> dict:
         return {"kind": self.kind, "paths": self.paths, "created": self.created,
                 "preexisting": self.preexisting, "freezer": self._freezer_file(),
                 "resources": self.resources, "linux_devices": self.linux_devices,
-                "rootless": self.rootless, "droppable": self.droppable}
+                "rootless": self.rootless, "droppable": self.droppable, "systemd": self.systemd}
 
     @classmethod
     def from_state(cls, d: dict) -> "Manager":
         return cls(dict(d.get("paths") or {}), d.get("kind", "v1"), d.get("resources"),
                    list(d.get("created") or []), bool(d.get("preexisting")),
-                   d.get("linux_devices"), bool(d.get("rootless")), bool(d.get("droppable")))
+                   d.get("linux_devices"), bool(d.get("rootless")), bool(d.get("droppable")),
+                   d.get("systemd"))
 
     # ---- helpers ------------------------------------------------------------------------
     def path_of(self, controller: str) -> str | None:
@@ -155,6 +160,30 @@ class Manager:
                 return d
         return next(iter(self.paths.values()))
 
+    def _start_unit(self, pid: int) -> None:
+        """systemd makes the scope with `pid` in it; then, as without systemd, the hierarchies it
+        does not manage get their directory and the pid, and pyrunc writes the limits."""
+        from pyrunc.cgroups import fs, hierarchy, place, systemd
+        sd = self.systemd
+        systemd.start_unit(sd["unit"], sd["slice"], pid,
+                           systemd.properties(self.resources, v2=self.kind == "v2"))
+        sd["started"] = True
+        # where systemd really put it: its own cgroup may not be the root (systemd in a container)
+        own = hierarchy.own_paths(str(pid))
+        ref = own.get("") if "" in self.paths else own.get("name=systemd")
+        if ref and ref.endswith("/" + sd["unit"]):
+            for h in hierarchy.mounted():
+                if h.key in self.paths:
+                    self.paths[h.key] = h.host_dir(ref)
+        missing = {k: d for k, d in self.paths.items() if not os.path.isdir(d)}
+        if missing:
+            made, _ = place.make_dirs(missing, self.kind)
+            self.created += made
+            for d in missing.values():
+                fs.write(d, "cgroup.procs", pid)
+        if self.resources:
+            self._apply(self.resources, creating=True)
+
     def _drop(self, key: str) -> None:
         """Give up hierarchy `key` (see `droppable`), removing the directories made in it."""
         from pyrunc.cgroups import place
@@ -177,6 +206,10 @@ class Manager:
     def create(self) -> None:
         from pyrunc.cgroups import place
         from pyrunc.errors import PyruncError
+        if self.systemd:  # systemd makes the cgroup when the init joins (_start_unit)
+            from pyrunc.cgroups import systemd
+            systemd.connect().close()  # unreachable: say so before anything is made
+            return
         try:
             self.created, self.preexisting = place.make_dirs(
                 self.paths, self.kind, droppable=self.droppable)
@@ -203,6 +236,10 @@ class Manager:
         On pure v2 memory shares the one hierarchy, so deferring defers the whole join. Do not
         defer for a container with a cgroup namespace: its root is fixed when it is unshared.
         """
+        if self.systemd and not self.systemd["started"]:
+            if not defer_memory:  # a deferred join defers the whole scope: it cannot be split
+                self._start_unit(pid)
+            return
         mem = self.path_of("memory") if defer_memory else None
         for key, d in list(self.paths.items()):
             if d != mem:
@@ -210,6 +247,9 @@ class Manager:
 
     def add_deferred(self, pid: int) -> None:
         """The second half of add(pid, defer_memory=True): join the memory hierarchy now."""
+        if self.systemd and not self.systemd["started"]:
+            self._start_unit(pid)
+            return
         mem = self.path_of("memory")
         for key, d in list(self.paths.items()):
             if d == mem:
@@ -217,10 +257,11 @@ class Manager:
 
     def leave_memory(self, pid: int) -> None:
         """Undo add_deferred: move `pid` back to the runtime's own memory cgroup. Used around the
-        unshare of a cgroup namespace, whose root must be the container's cgroup everywhere."""
+        unshare of a cgroup namespace, whose root must be the container's cgroup everywhere.
+        Not with systemd: a scope whose cgroup empties is stopped (memory stays charged here)."""
         from pyrunc.cgroups import fs, hierarchy
         mem = self.path_of("memory")
-        if not mem:
+        if not mem or self.systemd:
             return
         own = hierarchy.own_paths()
         for h in hierarchy.mounted():
@@ -243,6 +284,9 @@ class Manager:
 
     def destroy(self) -> None:
         from pyrunc.cgroups import place
+        if self.systemd and self.systemd["started"]:
+            from pyrunc.cgroups import systemd
+            systemd.stop_unit(self.systemd["unit"])
         place.remove_dirs(self)
 
     def freeze(self) -> None:
@@ -257,6 +301,10 @@ class Manager:
         from pyrunc.cgroups import merge
         self._apply(resources, creating=False)
         self.resources = merge.merge(self.resources, resources)
+        if self.systemd and self.systemd["started"]:
+            from pyrunc.cgroups import systemd
+            systemd.set_properties(self.systemd["unit"],
+                                   systemd.properties(resources, v2=self.kind == "v2"))
 
     def _apply(self, resources: dict, creating: bool) -> None:
         if self.rootless:  # runc: a rootless runtime's device cgroup is not expected to work

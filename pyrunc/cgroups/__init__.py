@@ -208,7 +208,7 @@ class Manager:
         from pyrunc.errors import PyruncError
         if self.systemd:  # systemd makes the cgroup when the init joins (_start_unit)
             from pyrunc.cgroups import systemd
-            systemd.connect().close()  # unreachable: say so before anything is made
+            systemd.connect()  # unreachable: say so before anything is made
             return
         try:
             self.created, self.preexisting = place.make_dirs(
@@ -237,8 +237,9 @@ class Manager:
         defer for a container with a cgroup namespace: its root is fixed when it is unshared.
         """
         if self.systemd and not self.systemd["started"]:
-            if not defer_memory:  # a deferred join defers the whole scope: it cannot be split
-                self._start_unit(pid)
+            # systemd moves a pid into every controller of its scope at once, and the init needs
+            # the scope's cgroup to exist as it builds the rootfs: no deferring (as in runc)
+            self._start_unit(pid)
             return
         mem = self.path_of("memory") if defer_memory else None
         for key, d in list(self.paths.items()):

@@ -225,14 +225,14 @@ class Connection:
         return self._serial
 
     def call(self, path: str, interface: str, member: str, signature: str = "", args: tuple = (),
-             destination: str | None = None) -> tuple:
+             destination: str | None = None, timeout: float | None = None) -> tuple:
         """One method call; its reply's body. An ERROR reply raises DBusError."""
         fields = [(1, ("o", path)), (2, ("s", interface)), (3, ("s", member))]
         if destination:
             fields.append((6, ("s", destination)))
         serial = self._send(METHOD_CALL, fields, signature, args)
         msg = self.receive(lambda m: m.type in (METHOD_RETURN, ERROR)
-                           and m.fields.get("reply_serial") == serial)
+                           and m.fields.get("reply_serial") == serial, timeout)
         if msg.type == ERROR:
             text = msg.body[0] if msg.body and isinstance(msg.body[0], str) else ""
             raise DBusError(msg.fields.get("error_name", "error"), text)

@@ -6,9 +6,11 @@ StartTransientUnit (Delegate=yes, the init's pid, accounting on, and the resourc
 properties so that systemd's own view agrees). pyrunc then writes the same limits into the
 scope's cgroup files itself, exactly as without systemd, and gives the scope back with StopUnit.
 
-The scope is started when the container's init joins its cgroup, which pyrunc does as late as it
-can (see Manager.add): systemd creates the cgroup and moves the pid in one step. A scope whose
-cgroup empties is stopped by systemd, so once it exists no process is ever moved out of it.
+The scope is started when the runtime first moves the container's process into its cgroup,
+right after the fork: systemd creates the cgroup and moves the pid in one step, into every
+controller at once, so the memory join cannot be put off to the end as pyrunc does without
+systemd (runc does not either). A scope whose cgroup empties is stopped by systemd, so once it
+exists no process is ever moved out of it.
 """
 from __future__ import annotations
 
@@ -67,9 +69,31 @@ def placement(container_id: str, cgroups_path: str | None, rootless: bool) -> tu
     return unit, slice_name, path
 
 
+_bus = None
+
+
 def connect():
+    """This process's one connection to systemd, made on first use and then reused.
+
+    Its first call is a Subscribe (a no-op on the private socket, where every client gets the
+    signals) with a short deadline: systemd 252 sometimes leaves a fresh private connection
+    unanswered (seen under qemu when the previous connection of the same process had just closed),
+    and a new connection is then answered at once. So: up to five tries."""
+    global _bus
     from pyrunc.cgroups.dbus import Connection
-    return Connection(SOCKET)
+    if _bus is not None:
+        return _bus
+    for attempt in range(5):
+        bus = Connection(SOCKET)
+        try:
+            bus.call(*_MANAGER, "Subscribe", timeout=2.0)
+        except PyruncError:
+            bus.close()
+            if attempt == 4:
+                raise PyruncError(f"systemd does not answer on {SOCKET}") from None
+            continue
+        _bus = bus
+        return bus
 
 
 def start_unit(unit: str, slice_name: str, pid: int, props: list) -> None:
@@ -81,47 +105,45 @@ def start_unit(unit: str, slice_name: str, pid: int, props: list) -> None:
             ("MemoryAccounting", ("b", True)), ("CPUAccounting", ("b", True)),
             ("IOAccounting", ("b", True)), ("TasksAccounting", ("b", True)),
             ("DefaultDependencies", ("b", False))]
-    with connect() as bus:
-        bus.call(*_MANAGER, "Subscribe")
-        for attempt in (1, 2):
-            try:
-                (job,) = bus.call(*_MANAGER, "StartTransientUnit", "ssa(sv)a(sa(sv))",
-                                  (unit, "replace", base + props, []))
-                break
-            except DBusError as e:
-                if attempt == 2 or not e.name.endswith(".UnitExists"):
-                    raise PyruncError(f"systemd cannot start unit {unit}: {e}") from None
-                _reset_failed(bus, unit)
-        result = _wait_job(bus, job)
-        if result != "done":
+    bus = connect()
+    for attempt in (1, 2):
+        try:
+            (job,) = bus.call(*_MANAGER, "StartTransientUnit", "ssa(sv)a(sa(sv))",
+                              (unit, "replace", base + props, []))
+            break
+        except DBusError as e:
+            if attempt == 2 or not e.name.endswith(".UnitExists"):
+                raise PyruncError(f"systemd cannot start unit {unit}: {e}") from None
             _reset_failed(bus, unit)
-            raise PyruncError(f"systemd could not start unit {unit}: job {result}")
+    result = _wait_job(bus, job)
+    if result != "done":
+        _reset_failed(bus, unit)
+        raise PyruncError(f"systemd could not start unit {unit}: job {result}")
 
 
 def stop_unit(unit: str) -> None:
     """StopUnit and wait; a unit that is already gone is fine."""
     from pyrunc.cgroups.dbus import DBusError
-    with connect() as bus:
-        bus.call(*_MANAGER, "Subscribe")
-        try:
-            (job,) = bus.call(*_MANAGER, "StopUnit", "ss", (unit, "replace"))
-        except DBusError as e:
-            if e.name.endswith(".NoSuchUnit"):
-                return
-            raise PyruncError(f"systemd cannot stop unit {unit}: {e}") from None
-        _wait_job(bus, job)
-        _reset_failed(bus, unit)
+    bus = connect()
+    try:
+        (job,) = bus.call(*_MANAGER, "StopUnit", "ss", (unit, "replace"))
+    except DBusError as e:
+        if e.name.endswith(".NoSuchUnit"):
+            return
+        raise PyruncError(f"systemd cannot stop unit {unit}: {e}") from None
+    _wait_job(bus, job)
+    _reset_failed(bus, unit)
 
 
 def set_properties(unit: str, props: list) -> None:
     if not props:
         return
     from pyrunc.cgroups.dbus import DBusError
-    with connect() as bus:
-        try:
-            bus.call(*_MANAGER, "SetUnitProperties", "sba(sv)", (unit, True, props))
-        except DBusError as e:
-            raise PyruncError(f"systemd cannot set the properties of {unit}: {e}") from None
+    bus = connect()
+    try:
+        bus.call(*_MANAGER, "SetUnitProperties", "sba(sv)", (unit, True, props))
+    except DBusError as e:
+        raise PyruncError(f"systemd cannot set the properties of {unit}: {e}") from None
 
 
 def _wait_job(bus, job: str) -> str:

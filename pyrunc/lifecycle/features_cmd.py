@@ -32,7 +32,7 @@ def document() -> dict:
         "linux": {
             "namespaces": sorted(namespaces.KINDS),
             "capabilities": list(capabilities.NAMES),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False,
                        "rdma": True},
             "seccomp": {
                 "enabled": True,

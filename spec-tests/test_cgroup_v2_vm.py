@@ -83,6 +83,8 @@ PYRUNC_CHECKS = {
     "pyrunc-no-cgroupns-view": ("guest_pyrunc_ops", "test_no_cgroupns_mount"),
     "pyrunc-events-oom": ("guest_events", "test_oom_kill_reported"),
     "pyrunc-events-interval": ("guest_events", "test_interval_stream"),
+    "pyrunc-systemd-scope": ("guest_systemd_pyrunc", "test_container_is_a_scope"),
+    "pyrunc-systemd-failed-create": ("guest_systemd_pyrunc", "test_a_create_that_fails"),
 }
 
 
@@ -102,6 +104,20 @@ def test_pyrunc_on_v2(guest, check):
     if known:
         pytest.xfail(f"known bug, xfail in the guest: {known.group(1) or ''}")
     pytest.fail(f"{check} neither passed nor was skipped in the guest:\n{_tail(guest, 120)}")
+
+
+def test_guest_systemd_harness(guest):
+    """A real systemd runs in the guest, for the systemd cgroup driver's guest tests
+    (guest_systemd_smoke.py); it skips there only when the host building the image has none."""
+    if "V2VM-CHECK systemd-harness ok" in guest.output:
+        return
+    failed = re.search(r"^(FAILED|ERROR) \S*guest_systemd_smoke\S*.*$", guest.output, re.M)
+    assert not failed, f"systemd did not run in the guest:\n{_tail(guest, 120)}"
+    skips = re.findall(r"^SKIPPED \[\d+\] \S*guest_systemd_smoke\.py:\d+: (.*)$", guest.output,
+                       re.M)
+    if skips:
+        pytest.skip(f"skipped in the guest: {'; '.join(sorted(set(skips)))}")
+    pytest.fail(f"the systemd smoke test neither passed nor was skipped:\n{_tail(guest, 120)}")
 
 
 def test_guest_exit_status_is_zero(guest):

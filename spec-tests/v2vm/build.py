@@ -4,8 +4,9 @@
 The host is cgroup-hybrid, so v2-only behaviour can only be tested in a guest whose kernel runs with
 `cgroup_no_v1=all`. The cloud kernel has no 9p, so nothing is shared at run time: the initramfs is
 a cached *base* (busybox, the host's own Python 3.11.7 with a trimmed stdlib, cffi's backend, pytest,
-a busybox rootfs for containers, the virtio-blk and BFQ modules) plus a small per-run *overlay* (the
-pyrunc the host imports, see pyrunc_source; the guest tests; the command). The kernel unpacks concatenated cpio archives in order, so the two are simply
+a busybox rootfs for containers, the virtio-blk and BFQ modules, systemd for the systemd cgroup
+driver's tests) plus a small per-run *overlay* (the pyrunc the host imports, see pyrunc_source; the
+guest tests; the command). The kernel unpacks concatenated cpio archives in order, so the two are simply
 concatenated. The host's own interpreter is used (not Debian's) because pyrunc's shim was built for
 it and then imports in the guest without a rebuild.
 
@@ -53,6 +54,50 @@ MODULES = ["drivers/virtio/virtio_ring.ko", "drivers/virtio/virtio.ko",
 # runc in the guest lets the guest tests compare pyrunc's cgroup files with the reference's.
 REFERENCE_RUNTIMES = [Path("/usr/sbin/runc")]
 EXIT_SENTINEL = "PYRUNC-V2VM-EXIT="
+# systemd, for the tests of pyrunc's systemd cgroup driver: the host has no systemd as pid 1, so a
+# real one runs in the guest (as pid 1 of a pid namespace, see guest_tests/guest_systemd_helper.py).
+# Unlike Python's extensions, which LIB_ALLOW filters, it gets every library it links; it is
+# optional: on a host without it the image is built without, and the systemd guest tests skip.
+# systemd-shutdown is what the manager execs when it stops: without it, it would log an emergency.
+SYSTEMD_BINARIES = [Path("/lib/systemd/systemd"), Path("/lib/systemd/systemd-shutdown")]
+# util-linux's nsenter, beside busybox's (which cannot enter a cgroup namespace): the guest tests
+# run pyrunc in systemd's pid, mount and cgroup namespaces with it.
+NSENTER = (Path("/usr/bin/nsenter"), "/v2vm/bin/nsenter")
+SYSTEMD_UNIT_DIR = "/usr/lib/systemd/system"  # Debian's systemd searches /usr/lib, not /lib
+# The only units the guest's systemd can load besides its builtin ones (-.slice, system.slice,
+# init.scope, mount units). Nothing here pulls anything in: no tmpfiles (which would clean /tmp
+# under the guest tests), no journald, no udev. guest_systemd_helper starts systemd with
+# --unit=pyrunc-v2vm.target, which starts one service: the cgroup the guest tests' commands run
+# in (as runc runs in containerd's service), since systemd can only move a process into a scope
+# from inside its own cgroup tree (nsdelegate). It also gives system.slice its cgroup, there on any
+# real host. The shutdown units let SIGRTMIN+4 (poweroff) work as on a real system: units with
+# default dependencies (the scopes and slices tests create) conflict with shutdown.target, so
+# they are stopped first; there is no umount.target: nothing is unmounted.
+SYSTEMD_UNITS = {
+    "pyrunc-v2vm.target": (
+        "[Unit]\nDescription=pyrunc v2vm: systemd with next to nothing to start\n"
+        "DefaultDependencies=no\nAllowIsolate=yes\n"
+        "Wants=pyrunc-v2vm-tests.service\nAfter=pyrunc-v2vm-tests.service\n"),
+    "pyrunc-v2vm-tests.service": (
+        "[Unit]\nDescription=pyrunc v2vm: where the guest tests' commands run\n"
+        "DefaultDependencies=no\nConflicts=shutdown.target\nBefore=shutdown.target\n"
+        "[Service]\nType=exec\nExecStart=/bin/sleep 2147483647\n"
+        "StandardOutput=null\n"),  # not the journal: that would reference journald's socket
+    "shutdown.target": (
+        "[Unit]\nDescription=Shutdown\nDefaultDependencies=no\nRefuseManualStart=yes\n"),
+    "poweroff.target": (
+        "[Unit]\nDescription=Power-Off\nDefaultDependencies=no\n"
+        "Requires=systemd-poweroff.service\nAfter=systemd-poweroff.service\nAllowIsolate=yes\n"),
+    "systemd-poweroff.service": (
+        "[Unit]\nDescription=Power-Off\nDefaultDependencies=no\n"
+        "Requires=shutdown.target\nAfter=shutdown.target\nSuccessAction=poweroff-force\n"),
+}
+# Stop timeouts of seconds, not 90 s: a unit or process that ignores SIGTERM when a test stops
+# its systemd is killed in time for guest_systemd_helper's own wait (systemd-shutdown takes its
+# timeout from DefaultTimeoutStopSec too).
+SYSTEMD_CONF = "[Manager]\nDefaultTimeoutStopSec=5s\n"
+# A fixed machine id: systemd would otherwise make one at each start (and warn about it).
+MACHINE_ID = "5079726e6332766d5f7465737473a1b1\n"
 
 
 class BuildError(Exception):
@@ -211,6 +256,63 @@ def _needed_libs(path: Path) -> list[str] | None:
     return libs
 
 
+def _all_libs(path: Path) -> list[str]:
+    """Every shared library `path` loads, by the path ldd resolved it to (systemd's own libraries
+    live in /usr/lib/x86_64-linux-gnu/systemd, found through its RUNPATH)."""
+    out = subprocess.run(["ldd", str(path)], capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        parts = line.split()
+        if "=>" in parts:
+            target = parts[parts.index("=>") + 1]
+            if not target.startswith("/"):
+                raise BuildError(f"{path} needs {parts[0]}, which ldd cannot find")
+            libs.append(target)
+    return libs
+
+
+def _systemd_present() -> bool:
+    return all(b.exists() for b in (*SYSTEMD_BINARIES, NSENTER[0]))
+
+
+def _systemd_files() -> list[Path]:
+    """systemd's binaries and libraries: inputs of the base's cache key, so that an upgrade of the
+    host's systemd rebuilds the image."""
+    if not _systemd_present():
+        return []
+    files = [*SYSTEMD_BINARIES, NSENTER[0]]
+    for b in files[:]:
+        files += [Path(os.path.realpath(lib)) for lib in _all_libs(b)]
+    return sorted(set(files))
+
+
+def _stage_systemd(stage: Path, put) -> None:
+    """systemd, its libraries, the units above and the few /etc files it reads at start."""
+    if not _systemd_present():
+        return
+    libs: set[str] = set()
+    for b in SYSTEMD_BINARIES:
+        libs.update(_all_libs(b))
+        put(b)
+    libs.update(_all_libs(NSENTER[0]))
+    put(*NSENTER)
+    for lib in sorted(libs):
+        if not (stage / lib.lstrip("/")).exists():
+            put(Path(os.path.realpath(lib)), lib)
+    unit_dir = stage / SYSTEMD_UNIT_DIR.lstrip("/")
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in SYSTEMD_UNITS.items():
+        (unit_dir / name).write_text(text)
+    etc = stage / "etc"
+    etc.mkdir(exist_ok=True)
+    os_release = Path("/etc/os-release")
+    if os_release.exists():
+        (etc / "os-release").write_text(os_release.read_text())
+    (etc / "machine-id").write_text(MACHINE_ID)
+    (etc / "systemd").mkdir(exist_ok=True)
+    (etc / "systemd" / "system.conf").write_text(SYSTEMD_CONF)
+
+
 def _stdlib_files() -> list[Path]:
     stdlib = PY_PREFIX / "lib" / f"python{PY_VER}"
     files = []
@@ -329,6 +431,7 @@ def _stage_base(stage: Path, files: list[Path]) -> None:
             put(ref)
     for lib in sorted(libs):
         put(Path(os.path.realpath(lib)), lib)
+    _stage_systemd(stage, put)
     put(Path("/lib64/ld-linux-x86-64.so.2"), "/lib64/ld-linux-x86-64.so.2")
     for tool in ("strip",):
         if shutil.which(tool):
@@ -374,7 +477,7 @@ def build_base() -> Path:
     """The cached, compressed base archive; rebuilt only when an input changed."""
     ensure_packages()
     files = _stdlib_files() + _site_files()
-    key = _inputs_key(files)
+    key = _inputs_key(files + _systemd_files())
     target = CACHE / f"base-{key}.cpio.zst"
     if target.exists():
         return target

@@ -189,3 +189,29 @@ def test_default_configs_valid_in_both():
     for cfg in (default_config(), default_config(rootless=True, uid=1000, gid=1000)):
         assert REFERENCE.is_valid(cfg)
         assert _fastcheck.errors(cfg) == []
+
+
+# --- the hand-written parsers that keep `re` off create's path ----------------------------------
+# Strings near the patterns' alphabets (so that matches are frequent), plus anything at all.
+_NEAR = st.text(alphabet="0123456789.-+aZ_RLIMTMBKGrwm:\n \u00b2\u0130", max_size=14) | st.text(max_size=8)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_NEAR)
+def test_fast_pattern_paths_accept_only_what_the_regex_matches(s):
+    """A fast path may only say "matches" where re.search does: anything else goes to the regex."""
+    import re
+    from pyrunc.spec.compile_schema import FAST_ACCEPT
+    for pattern, source in FAST_ACCEPT.items():
+        if eval(source)(s):  # noqa: S307 - the generator's own source text
+            assert re.search(pattern, s), (pattern, s)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_NEAR)
+def test_semver_parser_is_the_semver_regex(s):
+    import re
+    from pyrunc.spec.validate import _semver
+    m = re.fullmatch(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?"
+                     r"(?:\+[0-9A-Za-z.-]+)?", s, re.ASCII)
+    assert _semver(s) == (tuple(int(m.group(i)) for i in (1, 2, 3)) if m else None), s

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not (CG / "memory").is_dir(
 MiB = 1 << 20
 
 # The shell survives: only `tail`, which buffers the endless line in its cgroup, is OOM-killed.
+# It then stays until the test has looked (/done), however slowly a loaded machine reports the OOM.
 OOM_SCRIPT = ("while [ ! -e /go ]; do sleep 0.05; done; head -c 64m /dev/zero | tail; "
-              "echo $? > /result; sleep 3")
+              "echo $? > /result; while [ ! -e /done ]; do sleep 0.05; done")
 
 
 class Events:
@@ -101,6 +102,7 @@ def test_oom_kill_is_reported_at_once_and_the_stream_ends_with_the_container(run
         result = _wait(lambda: (bundle.rootfs / "result").exists() and
                        (bundle.rootfs / "result").read_text().strip(), "the shell's report")
         assert result == "137", "tail should have died of SIGKILL (128+9) while sh survived"
+        (bundle.rootfs / "done").write_text("")
         # one kill, one event (the kernel signals many times per kill); then the end of the
         # stream as soon as the container's init exits, with status 0
         assert ev.next(timeout=15) is None

@@ -14,8 +14,9 @@ import time
 from guesthelp import (MiB, PYRUNC, Bundle, create, delete_and_check_gone, force_cleanup, mark,
                        new_id, rd, start, state, wait_for)
 
+# It then stays until the test has looked (/done), however slowly a loaded machine reports the OOM.
 OOM_SCRIPT = ("while [ ! -e /go ]; do sleep 0.05; done; head -c 64m /dev/zero | tail; "
-              "echo $? > /result; sleep 3")
+              "echo $? > /result; while [ ! -e /done ]; do sleep 0.05; done")
 
 
 class Events:
@@ -64,6 +65,8 @@ def test_oom_kill_reported_from_memory_events(tmp_path):
         kills = dict(line.split() for line in rd(d, "memory.events").splitlines())
         assert int(kills["oom_kill"]) >= 1, kills
         assert wait_for(lambda: b.file("/result"), "the shell's report", timeout=60) == "137"
+        with open(os.path.join(b.rootfs, "done"), "w"):
+            pass
         assert ev.next(timeout=60) is None  # the stream ends with the container's init
         assert ev.proc.wait(10) == 0, ev.proc.stderr.read()
         delete_and_check_gone(cid, d)
